@@ -1,0 +1,443 @@
+"""``TGIClient``, ``VLLMClient``, ``LlamaCppClient``: a dialect paired with the transport.
+
+The sync and async methods are the same few lines over the same codec; everything engine-specific is in
+the dialect the class names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+from typing_extensions import Self
+
+from ._requests import (
+    ChatRequest,
+    GenerateRequest,
+    normalize_messages,
+    normalize_response_format,
+    normalize_tool_choice,
+    normalize_tools,
+)
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
+from ._transport import AsyncTransport, SyncTransport, Timeouts
+from .dialects import LlamaCppDialect, OpenAICompatDialect, TGIDialect, VLLMDialect
+from .dialects.base import HttpRequest
+from .errors import EngineError, InvalidRequestError
+from .types import (
+    Completion,
+    EngineInfo,
+    HealthStatus,
+    MessageInput,
+    ResponseFormatInput,
+    StreamEvent,
+    TokenInfo,
+    ToolChoice,
+    ToolInput,
+)
+
+__all__ = ["BaseClient", "LlamaCppClient", "TGIClient", "VLLMClient"]
+
+HEALTH_TIMEOUT = 5.0
+
+
+class BaseClient:
+    """Shared implementation; use :class:`TGIClient`, :class:`VLLMClient` or :class:`LlamaCppClient`."""
+
+    dialect_class: ClassVar[type[OpenAICompatDialect]]
+    env_prefix: ClassVar[str]
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | SecretStr | None = None,
+        model: str | None = None,
+        timeout: float | Timeouts | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+    ) -> None:
+        url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
+        if not url:
+            raise InvalidRequestError(
+                f"no base_url given and {self.env_prefix}_BASE_URL is not set", engine=self.engine
+            )
+        if "," in url:
+            raise InvalidRequestError(
+                f"{url!r} names several servers: use EnginePool for replicas", engine=self.engine
+            )
+        self.base_url = url.rstrip("/")
+        key = api_key if api_key is not None else os.environ.get(f"{self.env_prefix}_API_KEY")
+        self.api_key: SecretStr | None = SecretStr(key) if isinstance(key, str) else key
+        self.model = model
+        self.timeouts = Timeouts.coerce(timeout)
+        self.max_retries = max_retries
+        self.dialect = self.dialect_class(model)
+        hdrs = {"user-agent": "llm-engine-clients/0.1"}
+        hdrs.update(headers or {})
+        if self.api_key is not None and self.api_key.get_secret_value():
+            hdrs["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        self._http_headers = hdrs
+        self._limits = (max_event_bytes, max_stream_bytes)
+        self._given_sync = http_client
+        self._given_async = async_http_client
+        self._sync: SyncTransport | None = None
+        self._async: AsyncTransport | None = None
+
+    @property
+    def engine(self) -> str:
+        return self.dialect.engine
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r})"
+
+    # -- transports, created on first use so a sync-only user never opens an async client and vice versa --
+    def _transport_args(self) -> tuple[Any, ...]:
+        return (
+            self.base_url,
+            self._http_headers,
+            self.timeouts,
+            self.max_retries,
+            self.dialect.parse_error,
+            *self._limits,
+        )
+
+    @property
+    def sync_transport(self) -> SyncTransport:
+        if self._sync is None:
+            self._sync = SyncTransport(*self._transport_args(), http_client=self._given_sync)
+        return self._sync
+
+    @property
+    def async_transport(self) -> AsyncTransport:
+        if self._async is None:
+            self._async = AsyncTransport(*self._transport_args(), http_client=self._given_async)
+        return self._async
+
+    # -- request building (pure) --
+    def _chat_request(
+        self,
+        messages: Sequence[MessageInput] | str,
+        tools: Sequence[ToolInput] | None,
+        tool_choice: ToolChoice | bool | None,
+        response_format: ResponseFormatInput | None,
+        model: str | None,
+        extra_body: Mapping[str, Any] | None,
+        sampling: dict[str, Any],
+    ) -> ChatRequest:
+        norm_tools = normalize_tools(tools)
+        return ChatRequest(
+            messages=normalize_messages(messages),
+            tools=norm_tools,
+            tool_choice=normalize_tool_choice(tool_choice, norm_tools),
+            response_format=normalize_response_format(response_format),
+            sampling=sampling,
+            extra_body=dict(extra_body or {}),
+            model=model,
+        )
+
+    def build_chat(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        tools: Sequence[ToolInput] | None = None,
+        tool_choice: ToolChoice | bool | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        **sampling: Any,
+    ) -> HttpRequest:
+        """The HTTP request ``chat`` would send, without sending it (for inspection and tests)."""
+        req = self._chat_request(messages, tools, tool_choice, response_format, model, extra_body, sampling)
+        return self.dialect.build_chat(req, stream)
+
+    def build_generate(
+        self,
+        prompt: str,
+        *,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        **sampling: Any,
+    ) -> HttpRequest:
+        """The HTTP request ``generate`` would send, without sending it."""
+        if not isinstance(prompt, str):
+            raise InvalidRequestError("prompt must be a string", engine=self.engine)
+        req = GenerateRequest(
+            prompt, normalize_response_format(response_format), sampling, dict(extra_body or {}), model
+        )
+        return self.dialect.build_generate(req, stream)
+
+    def _decoder(self, http: HttpRequest, chat: bool, model: str | None) -> Any:
+        decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
+        if model:
+            decoder.model = model
+        return decoder
+
+    # -- sync API --
+    def chat(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        tools: Sequence[ToolInput] | None = None,
+        tool_choice: ToolChoice | bool | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Completion:
+        """Chat completion. ``sampling``: max_tokens, temperature, top_p, top_k, seed, stop, penalties,
+        logprobs/top_logprobs and the engine's own parameters; anything unknown is refused before sending."""
+        http = self.build_chat(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            **sampling,
+        )
+        return self.dialect.parse_chat(self.sync_transport.request(http))
+
+    def chat_stream(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        tools: Sequence[ToolInput] | None = None,
+        tool_choice: ToolChoice | bool | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Iterator[StreamEvent]:
+        """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
+        http = self.build_chat(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            stream=True,
+            **sampling,
+        )
+        return self.sync_transport.stream(http, self._decoder(http, True, model))
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Completion:
+        """Raw text completion on the engine's native text route (no chat template)."""
+        http = self.build_generate(
+            prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
+        )
+        return self.dialect.parse_generate(self.sync_transport.request(http))
+
+    def generate_stream(
+        self,
+        prompt: str,
+        *,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Iterator[StreamEvent]:
+        http = self.build_generate(
+            prompt,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            stream=True,
+            **sampling,
+        )
+        return self.sync_transport.stream(http, self._decoder(http, False, model))
+
+    def health(self) -> HealthStatus:
+        """HEALTHY when ready; DEGRADED when it answers but is not ready (loading); UNHEALTHY: no answer."""
+        try:
+            return _health(self.sync_transport.status(self.dialect.health_path, HEALTH_TIMEOUT))
+        except httpx.HTTPError:
+            return HealthStatus.UNHEALTHY
+
+    def info(self) -> EngineInfo:
+        """Engine name, model id, version and context limits, from the engine's discovery routes."""
+        bodies = []
+        for i, r in enumerate(self.dialect.info_requests()):
+            try:
+                bodies.append(self.sync_transport.request(r))
+            except EngineError:
+                if i == 0:  # later routes are optional (older engine versions lack them)
+                    raise
+                bodies.append(None)
+        return self.dialect.parse_info(bodies)
+
+    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[TokenInfo]:
+        """Tokens of ``text`` from the engine's own tokenizer endpoint."""
+        http = self.dialect.build_tokenize(text, add_special_tokens)
+        return self.dialect.parse_tokenize(self.sync_transport.request(http))
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- async API --
+    async def achat(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        tools: Sequence[ToolInput] | None = None,
+        tool_choice: ToolChoice | bool | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Completion:
+        http = self.build_chat(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            **sampling,
+        )
+        return self.dialect.parse_chat(await self.async_transport.request(http))
+
+    def achat_stream(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        tools: Sequence[ToolInput] | None = None,
+        tool_choice: ToolChoice | bool | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        """``async for event in client.achat_stream(...)``: the async twin of :meth:`chat_stream`."""
+        http = self.build_chat(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            stream=True,
+            **sampling,
+        )
+        return self.async_transport.stream(http, self._decoder(http, True, model))
+
+    async def agenerate(
+        self,
+        prompt: str,
+        *,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> Completion:
+        http = self.build_generate(
+            prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
+        )
+        return self.dialect.parse_generate(await self.async_transport.request(http))
+
+    def agenerate_stream(
+        self,
+        prompt: str,
+        *,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **sampling: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        http = self.build_generate(
+            prompt,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            stream=True,
+            **sampling,
+        )
+        return self.async_transport.stream(http, self._decoder(http, False, model))
+
+    async def ahealth(self) -> HealthStatus:
+        try:
+            return _health(await self.async_transport.status(self.dialect.health_path, HEALTH_TIMEOUT))
+        except httpx.HTTPError:
+            return HealthStatus.UNHEALTHY
+
+    async def ainfo(self) -> EngineInfo:
+        bodies = []
+        for i, r in enumerate(self.dialect.info_requests()):
+            try:
+                bodies.append(await self.async_transport.request(r))
+            except EngineError:
+                if i == 0:
+                    raise
+                bodies.append(None)
+        return self.dialect.parse_info(bodies)
+
+    async def atokenize(self, text: str, *, add_special_tokens: bool = True) -> list[TokenInfo]:
+        http = self.dialect.build_tokenize(text, add_special_tokens)
+        return self.dialect.parse_tokenize(await self.async_transport.request(http))
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(f"{type(self).__name__} holds open connections and cannot be pickled")
+
+
+def _health(status: int) -> HealthStatus:
+    if status < 300:
+        return HealthStatus.HEALTHY
+    return HealthStatus.DEGRADED
+
+
+class TGIClient(BaseClient):
+    """Hugging Face Text Generation Inference. Base URL from the argument or ``TGI_BASE_URL``."""
+
+    dialect_class = TGIDialect
+    env_prefix = "TGI"
+
+
+class VLLMClient(BaseClient):
+    """vLLM's OpenAI-compatible server. Base URL from the argument or ``VLLM_BASE_URL``."""
+
+    dialect_class = VLLMDialect
+    env_prefix = "VLLM"
+
+
+class LlamaCppClient(BaseClient):
+    """llama.cpp's llama-server. Base URL from the argument or ``LLAMACPP_BASE_URL``."""
+
+    dialect_class = LlamaCppDialect
+    env_prefix = "LLAMACPP"

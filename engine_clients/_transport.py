@@ -1,0 +1,332 @@
+"""The only I/O in the package: one sync and one async loop over the dialect codecs.
+
+Knows HTTP, retries, time limits and SSE; knows no engine. Retries (tenacity, exponential backoff with
+jitter, ``Retry-After`` honoured) cover connect errors, timeouts, 429 and 502/503/504, and only happen
+before a response body is handed to the caller: a stream that breaks later raises :class:`StreamError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES, SSEDecoder
+from .dialects.base import HttpRequest, StreamDecoder, loads
+from .errors import (
+    EngineError,
+    EngineUnavailableError,
+    MalformedResponseError,
+    RateLimitError,
+    StreamError,
+    StreamTimeoutError,
+    TimeoutError,
+)
+from .types import StreamEvent
+
+__all__ = ["AsyncTransport", "SyncTransport", "Timeouts"]
+
+MAX_RETRY_WAIT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Time limits in seconds. ``read`` bounds a non-streamed answer; ``chunk`` bounds the wait for each
+    stream chunk (the first one included, so it also bounds time to first token)."""
+
+    connect: float = 10.0
+    read: float = 600.0
+    chunk: float = 120.0
+    write: float = 60.0
+    pool: float = 60.0
+
+    @classmethod
+    def coerce(cls, value: float | Timeouts | httpx.Timeout | None) -> Timeouts:
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        if isinstance(value, httpx.Timeout):
+            d = cls()
+            return cls(
+                value.connect or d.connect,
+                value.read or d.read,
+                value.read or d.chunk,
+                value.write or d.write,
+                value.pool or d.pool,
+            )
+        v = float(value)
+        return cls(connect=min(v, 10.0), read=v, chunk=v, write=v, pool=v)
+
+    def httpx(self, stream: bool) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect, read=self.chunk if stream else self.read, write=self.write, pool=self.pool
+        )
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, StreamError):
+        return False
+    return bool(isinstance(exc, RateLimitError | EngineUnavailableError | TimeoutError))
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_backoff = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    ra = getattr(exc, "retry_after", None)
+    if isinstance(ra, int | float):
+        return min(float(ra), MAX_RETRY_WAIT)
+    return float(_backoff(state))
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        max_retries: int,
+        parse_error: Callable[[int, bytes], EngineError],
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self.timeouts = timeouts
+        self._t_plain = timeouts.httpx(stream=False)
+        self._t_stream = timeouts.httpx(stream=True)
+        self.max_retries = max_retries
+        self._parse_error = parse_error
+        self._max_event = max_event_bytes
+        self._max_stream = max_stream_bytes
+        self.on_retry: Callable[[BaseException], None] | None = None
+
+    def __repr__(self) -> str:  # never the headers: they hold the API key
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> EngineError:
+        err = self._parse_error(response.status_code, body)
+        err.retry_after = parse_retry_after(response.headers)
+        return err
+
+    def _transport_error(self, exc: httpx.HTTPError, what: str) -> EngineError:
+        kind = type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            err: EngineError = TimeoutError(f"{what}: {kind} after waiting ({self.base_url})")
+        else:
+            err = EngineUnavailableError(f"{what}: {kind}: {exc} ({self.base_url})")
+        err.__cause__ = exc
+        return err
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        if self.on_retry is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                self.on_retry(exc)
+
+    def _retry_kwargs(self, retries: int | None) -> dict[str, Any]:
+        return {
+            "stop": stop_after_attempt((self.max_retries if retries is None else retries) + 1),
+            "wait": _wait,
+            "retry": retry_if_exception(_retryable),
+            "reraise": True,
+            "before_sleep": self._before_sleep,
+        }
+
+    def _decode_json(self, response: httpx.Response) -> Any:
+        body = response.content
+        return loads(body) if body.strip() else None
+
+
+class SyncTransport(_Base):
+    def __init__(self, *args: Any, http_client: httpx.Client | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owns = http_client is None
+        self.client = http_client or httpx.Client(
+            timeout=self._t_plain, limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        )
+
+    def close(self) -> None:
+        if self._owns:
+            self.client.close()
+
+    def request(self, req: HttpRequest, *, retries: int | None = None, timeout: float | None = None) -> Any:
+        """Send a non-streamed request; returns the decoded JSON body (None when empty)."""
+        t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
+        for attempt in Retrying(**self._retry_kwargs(retries)):
+            with attempt:
+                try:
+                    response = self.client.request(
+                        req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=t
+                    )
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if response.status_code >= 400:
+                    raise self._status_error(response, response.content)
+                return self._decode_json(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def status(self, path: str, timeout: float) -> int:
+        """Status code of a GET, no retries (health checks)."""
+        response = self.client.get(self._url(path), headers=self._headers, timeout=timeout)
+        return response.status_code
+
+    def _open(self, req: HttpRequest) -> httpx.Response:
+        request = self.client.build_request(
+            req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=self._t_stream
+        )
+        for attempt in Retrying(**self._retry_kwargs(None)):
+            with attempt:
+                try:
+                    response = self.client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if response.status_code >= 400:
+                    try:
+                        body = response.read()
+                    except httpx.HTTPError:
+                        body = b""
+                    finally:
+                        response.close()
+                    raise self._status_error(response, body)
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stream(self, req: HttpRequest, decoder: StreamDecoder) -> Iterator[StreamEvent]:
+        """Yield typed events; raises typed errors, and StreamError (with partial output) on a cut stream."""
+        response = self._open(req)
+        sse = SSEDecoder(self._max_event, self._max_stream)
+        try:
+            try:
+                for chunk in response.iter_bytes():
+                    for event in sse.feed(chunk):
+                        yield from decoder.feed(event)
+                        if decoder.done:
+                            return
+            except httpx.TimeoutException as exc:
+                raise _timeout(decoder, self.timeouts.chunk) from exc
+            except httpx.HTTPError as exc:
+                raise decoder.cut(f"the stream broke: {type(exc).__name__}: {exc}") from exc
+            except MalformedResponseError as exc:
+                raise decoder.cut(exc.message, exc) from exc
+            yield from decoder.eof()
+        finally:
+            response.close()
+
+
+class AsyncTransport(_Base):
+    def __init__(self, *args: Any, http_client: httpx.AsyncClient | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owns = http_client is None
+        self.client = http_client or httpx.AsyncClient(
+            timeout=self._t_plain, limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        )
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self.client.aclose()
+
+    async def request(
+        self, req: HttpRequest, *, retries: int | None = None, timeout: float | None = None
+    ) -> Any:
+        t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
+        async for attempt in AsyncRetrying(**self._retry_kwargs(retries)):
+            with attempt:
+                try:
+                    response = await self.client.request(
+                        req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=t
+                    )
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if response.status_code >= 400:
+                    raise self._status_error(response, response.content)
+                return self._decode_json(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def status(self, path: str, timeout: float) -> int:
+        response = await self.client.get(self._url(path), headers=self._headers, timeout=timeout)
+        return response.status_code
+
+    async def _open(self, req: HttpRequest) -> httpx.Response:
+        request = self.client.build_request(
+            req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=self._t_stream
+        )
+        async for attempt in AsyncRetrying(**self._retry_kwargs(None)):
+            with attempt:
+                try:
+                    response = await self.client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if response.status_code >= 400:
+                    try:
+                        body = await response.aread()
+                    except httpx.HTTPError:
+                        body = b""
+                    finally:
+                        await response.aclose()
+                    raise self._status_error(response, body)
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(self, req: HttpRequest, decoder: StreamDecoder) -> AsyncIterator[StreamEvent]:
+        response = await self._open(req)
+        sse = SSEDecoder(self._max_event, self._max_stream)
+        try:
+            try:
+                async for chunk in response.aiter_bytes():
+                    for event in sse.feed(chunk):
+                        for out in decoder.feed(event):
+                            yield out
+                        if decoder.done:
+                            return
+            except httpx.TimeoutException as exc:
+                raise _timeout(decoder, self.timeouts.chunk) from exc
+            except httpx.HTTPError as exc:
+                raise decoder.cut(f"the stream broke: {type(exc).__name__}: {exc}") from exc
+            except MalformedResponseError as exc:
+                raise decoder.cut(exc.message, exc) from exc
+            for out in decoder.eof():
+                yield out
+        finally:
+            await response.aclose()
+
+
+def _timeout(decoder: StreamDecoder, limit: float) -> StreamTimeoutError:
+    return StreamTimeoutError(
+        f"no stream chunk within {limit:g} s",
+        partial_text="".join(decoder.parts),
+        partial_tool_calls=decoder.tool_calls(),
+        engine=decoder.dialect.engine,
+    )

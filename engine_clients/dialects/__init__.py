@@ -1,0 +1,17 @@
+"""Pure codecs, one per engine: request building and response/event/error parsing, no I/O."""
+
+from .base import Dialect, HttpRequest, StreamDecoder
+from .llamacpp import LlamaCppDialect
+from .openai_compat import OpenAICompatDialect
+from .tgi import TGIDialect
+from .vllm import VLLMDialect
+
+__all__ = [
+    "Dialect",
+    "HttpRequest",
+    "LlamaCppDialect",
+    "OpenAICompatDialect",
+    "StreamDecoder",
+    "TGIDialect",
+    "VLLMDialect",
+]

@@ -1,0 +1,419 @@
+"""What every dialect shares: the HTTP request description, the stream accumulator, JSON and error helpers.
+
+A dialect is a pure codec: it turns an operation into an :class:`HttpRequest`, and a status + body (or one
+SSE event) into typed results, events or errors. It performs no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .._requests import build_tool_call
+from .._sse import SSEEvent
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextWindowExceededError,
+    EngineError,
+    EngineUnavailableError,
+    InternalServerError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamError,
+    TimeoutError,
+)
+from ..types import (
+    Completion,
+    End,
+    FinishReason,
+    Started,
+    StreamEvent,
+    Token,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    TopLogprob,
+    Usage,
+)
+
+__all__ = ["HttpRequest", "StreamDecoder", "loads", "status_error"]
+
+try:  # optional accelerator: the stream hot path is mostly JSON decoding
+    import orjson
+
+    _loads: Callable[[bytes | str], Any] = orjson.loads
+    _JSONError: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+    _JSONError = (ValueError,)
+
+
+def loads(data: bytes | str) -> Any:
+    try:
+        return _loads(data)
+    except _JSONError as exc:
+        raise MalformedResponseError(f"invalid JSON from the engine: {exc}", body=_clip(data)) from None
+
+
+def _clip(data: bytes | str, n: int = 500) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text if len(text) <= n else text[:n] + "…"
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    json: Any = None
+    stream: bool = False
+
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "word": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "limit": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def normalize_finish(raw: str | None, has_tool_calls: bool) -> FinishReason:
+    norm = _FINISH.get(raw, "unknown") if raw else "stop"
+    # TGI answers tool calls with "stop" (or nothing at all in streams); vLLM's named choice with "stop".
+    if has_tool_calls and norm in ("stop", "unknown"):
+        return "tool_calls"
+    return norm
+
+
+def parse_usage(obj: Any) -> Usage | None:
+    if not isinstance(obj, Mapping):
+        return None
+    p = _int(obj.get("prompt_tokens"))
+    c = _int(obj.get("completion_tokens"))
+    t = _int(obj.get("total_tokens")) or p + c
+    return Usage(p, c, t)
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def parse_openai_logprobs(obj: Any) -> list[TokenLogprob]:
+    """Chat logprobs ``{"content": [{"token", "logprob", "top_logprobs": [...]}]}``."""
+    items = obj.get("content") if isinstance(obj, Mapping) else None
+    out: list[TokenLogprob] = []
+    for it in items or ():
+        if not isinstance(it, Mapping):
+            continue
+        tops = [
+            TopLogprob(str(t.get("token", "")), _float(t.get("logprob")))
+            for t in it.get("top_logprobs") or ()
+            if isinstance(t, Mapping)
+        ]
+        out.append(TokenLogprob(str(it.get("token", "")), _float(it.get("logprob")), top_logprobs=tops))
+    return out
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+_STATUS_CLASSES: dict[int, type[EngineError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: TimeoutError,
+    413: BadRequestError,
+    415: BadRequestError,
+    422: BadRequestError,
+    424: InternalServerError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: EngineUnavailableError,
+    503: EngineUnavailableError,
+    504: EngineUnavailableError,
+}
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    engine: str,
+    error_type: str | None = None,
+    body: Any = None,
+    context: tuple[int | None, int | None] | None = None,
+) -> EngineError:
+    if context is not None:
+        return ContextWindowExceededError(
+            message,
+            prompt_tokens=context[0],
+            context_limit=context[1],
+            status_code=status,
+            engine=engine,
+            error_type=error_type,
+            body=body,
+        )
+    cls = _STATUS_CLASSES.get(status) or (
+        InternalServerError if status >= 500 else BadRequestError if status >= 400 else EngineError
+    )
+    return cls(message, status_code=status, engine=engine, error_type=error_type, body=body)
+
+
+# ---- streams --------------------------------------------------------------------------------------
+
+
+class _ToolBuf:
+    __slots__ = ("args", "id", "name", "obj")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.args: list[str] = []
+        self.obj: Any = None  # arguments sent as a JSON object (old TGI)
+
+
+class StreamDecoder:
+    """Per-request stream state shared by every dialect: turns parsed chunks into typed events and
+    assembles the final :class:`Completion`. Subclasses implement :meth:`feed` for their wire format."""
+
+    engine: ClassVar[str] = ""
+
+    def __init__(self, dialect: Dialect, model: str | None) -> None:
+        self.dialect = dialect
+        self.model = model
+        self.id: str | None = None
+        self.started = False
+        self.parts: list[str] = []
+        self.index = 0
+        self.tools: dict[int, _ToolBuf] = {}
+        self.raw_finish: str | None = None
+        self.finished = False  # the engine said the generation ended (finish reason / final event)
+        self.done = False  # nothing more will come: End has been produced
+        self.usage: Usage | None = None
+        self.logprobs: list[TokenLogprob] | None = None
+
+    # -- subclasses --
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        raise NotImplementedError
+
+    # -- helpers for subclasses --
+    def start(self, out: list[StreamEvent], model: Any = None, id: Any = None) -> None:
+        if isinstance(model, str) and model:
+            self.model = model
+        if isinstance(id, str) and id:
+            self.id = id
+        if not self.started:
+            self.started = True
+            out.append(Started(self.dialect.engine, self.model, self.id))
+
+    def token(
+        self,
+        out: list[StreamEvent],
+        text: str,
+        id: int | None = None,
+        logprob: float | None = None,
+        top: list[TopLogprob] | None = None,
+    ) -> None:
+        self.parts.append(text)
+        out.append(Token(text, self.index, id, logprob, top))
+        self.index += 1
+        if logprob is not None or top:
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.append(TokenLogprob(text, logprob, id, top or []))
+
+    def tool_delta(self, out: list[StreamEvent], index: Any, id: Any, name: Any, args: Any) -> None:
+        idx = index if isinstance(index, int) and not isinstance(index, bool) else 0
+        buf = self.tools.get(idx)
+        if buf is None:
+            buf = self.tools[idx] = _ToolBuf()
+        new_id = id if isinstance(id, str | int) and not isinstance(id, bool) and buf.id is None else None
+        if new_id is not None:
+            buf.id = new_id = str(new_id)
+        new_name = name if isinstance(name, str) and name and buf.name is None else None
+        if new_name is not None:
+            buf.name = new_name
+        fragment = ""
+        if isinstance(args, str):
+            fragment = args
+            buf.args.append(args)
+        elif args is not None:
+            buf.obj = args
+            fragment = json.dumps(args)
+        if new_id is not None or new_name is not None or fragment:
+            out.append(ToolCallDelta(idx, new_id, new_name, fragment))
+
+    def tool_calls(self) -> list[ToolCall]:
+        calls = []
+        for idx in sorted(self.tools):
+            b = self.tools[idx]
+            raw = b.obj if b.obj is not None and not b.args else "".join(b.args)
+            calls.append(build_tool_call(idx, b.id, b.name, raw))
+        return calls
+
+    def end(self) -> End:
+        self.done = True
+        calls = self.tool_calls()
+        return End(
+            Completion(
+                content="".join(self.parts),
+                finish_reason=normalize_finish(self.raw_finish, bool(calls)),
+                raw_finish_reason=self.raw_finish,
+                tool_calls=calls,
+                usage=self.usage,
+                model=self.model,
+                id=self.id,
+                logprobs=self.logprobs,
+                engine=self.dialect.engine,
+            )
+        )
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.parts or self.tools)
+
+    def eof(self) -> list[StreamEvent]:
+        """The body ended. Complete only if the engine said it finished; otherwise the stream was cut."""
+        if self.done:
+            return []
+        if self.finished:
+            return [self.end()]
+        raise self.cut("the stream ended before the engine finished (connection closed mid-stream)")
+
+    def cut(self, message: str, cause: EngineError | None = None) -> StreamError:
+        extra: dict[str, Any] = {}
+        if cause is not None:
+            extra = {"status_code": cause.status_code, "error_type": cause.error_type, "body": cause.body}
+        err = StreamError(
+            message,
+            partial_text="".join(self.parts),
+            partial_tool_calls=self.tool_calls(),
+            engine=self.dialect.engine,
+            **extra,
+        )
+        err.__cause__ = cause
+        return err
+
+    def fail(self, err: EngineError) -> EngineError:
+        """An error event inside the stream: the typed error itself before any output, else a StreamError."""
+        if not self.has_output:
+            return err
+        return self.cut(f"the engine reported an error mid-stream: {err.message}", err)
+
+
+class Dialect:
+    """Base of all dialects. Subclasses set ``engine`` and implement the operations they support."""
+
+    engine: ClassVar[str] = ""
+    health_path: ClassVar[str] = "/health"
+
+    def __init__(self, model: str | None = None) -> None:
+        self.model = model
+
+    # -- errors --
+    def error_fields(self, obj: Any, text: str) -> tuple[str, str | None]:
+        """(message, engine error type) from any error body shape the engines use."""
+        if isinstance(obj, Mapping):
+            err = obj.get("error")
+            if isinstance(err, Mapping):
+                return str(err.get("message") or err), _str(err.get("type") or err.get("error_type"))
+            if isinstance(err, str):
+                return err, _str(obj.get("error_type") or obj.get("type"))
+            if obj.get("object") == "error" or "message" in obj:
+                return str(obj.get("message")), _str(obj.get("type"))
+            if "detail" in obj:
+                return str(obj["detail"]), None
+        if isinstance(obj, list) and obj:
+            return self.error_fields(obj[0], text)
+        return (text.strip() or "(empty body)"), None
+
+    def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
+        """(prompt tokens, limit) when the error says the context window was exceeded, else None."""
+        return None
+
+    def parse_error(self, status: int, body: bytes) -> EngineError:
+        obj: Any = None
+        text = body.decode("utf-8", "replace")
+        if body:
+            try:
+                obj = json.loads(body)
+            except ValueError:
+                obj = None
+        message, etype = self.error_fields(obj, text)
+        if not body and status == 401:
+            message = "unauthorized: missing or wrong API key"
+        return status_error(
+            status,
+            message,
+            engine=self.engine,
+            error_type=etype,
+            body=obj if obj is not None else _clip(text),
+            context=self.context_limits(message, obj) if status in (400, 413, 422, 500) else None,
+        )
+
+    def event_error(self, obj: Any, default_status: int = 500) -> EngineError:
+        """An error object received inside a 200 stream."""
+        message, etype = self.error_fields(obj, "")
+        status = default_status
+        err = obj.get("error") if isinstance(obj, Mapping) else None
+        if isinstance(err, Mapping):
+            code = err.get("http_status_code", err.get("code"))
+            if isinstance(code, int) and 400 <= code < 600:
+                status = code
+        status = _EVENT_STATUS.get(etype or "", status)
+        return status_error(
+            status,
+            message,
+            engine=self.engine,
+            error_type=etype,
+            body=obj,
+            context=self.context_limits(message, obj),
+        )
+
+    def check(self, ok: bool, what: str, body: Any) -> None:
+        if not ok:
+            raise MalformedResponseError(
+                f"unexpected {what} from {self.engine}", engine=self.engine, body=body
+            )
+
+    def unsupported(self, what: str) -> InvalidRequestError:
+        return InvalidRequestError(f"{self.engine} does not support {what}", engine=self.engine)
+
+
+# Error types some engines put in stream error events, mapped to the status they would have had.
+_EVENT_STATUS = {
+    "validation": 422,
+    "overloaded": 429,
+    "generation": 424,
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "unavailable_error": 503,
+    "exceed_context_size_error": 400,
+}
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def first_int(pattern: re.Pattern[str], text: str) -> tuple[int, ...] | None:
+    m = pattern.search(text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None

@@ -1,0 +1,234 @@
+"""llama.cpp's llama-server: OpenAI routes for chat, the native ``/completion`` for text, ``/props``.
+
+Quirks handled here: a named ``tool_choice`` is silently treated as ``"auto"`` by llama-server, so a named
+choice is sent as only that tool with ``"required"``; ``/completion`` streams end with ``"stop": true`` and
+no ``[DONE]``; errors inside streams may come as an SSE ``error:`` field (see the SSE decoder).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .._requests import ChatRequest, GenerateRequest, NamedToolChoice
+from .._sse import SSEEvent
+from ..errors import MalformedResponseError
+from ..types import (
+    Completion,
+    EngineInfo,
+    FinishReason,
+    Grammar,
+    JsonObject,
+    JsonSchema,
+    ResponseFormat,
+    StreamEvent,
+    TokenInfo,
+    TokenLogprob,
+    Tool,
+    TopLogprob,
+    Usage,
+)
+from .base import HttpRequest, StreamDecoder, _float, _int, first_int, loads
+from .openai_compat import COMMON_CHAT_PARAMS, OpenAICompatDialect, _maybe_json
+
+__all__ = ["LlamaCppDialect"]
+
+_NATIVE = {
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "typical_p": "typical_p",
+    "repetition_penalty": "repeat_penalty",
+    "n_probs": "n_probs",
+    "cache_prompt": "cache_prompt",
+    "id_slot": "id_slot",
+    "grammar": "grammar",
+    "json_schema": "json_schema",
+}
+_COMPLETION = {
+    **{k: v for k, v in COMMON_CHAT_PARAMS.items() if k not in ("logprobs", "top_logprobs")},
+    **_NATIVE,
+    "max_tokens": "n_predict",
+}
+# llama.cpp's stop_type on /completion
+_STOP_TYPE: dict[str, FinishReason] = {"eos": "stop", "word": "stop", "limit": "length"}
+_CTX = re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)")
+
+
+class LlamaCppDialect(OpenAICompatDialect):
+    engine: ClassVar[str] = "llamacpp"
+    chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_NATIVE}
+    generate_params: ClassVar[Mapping[str, str]] = _COMPLETION
+
+    def apply_tools(
+        self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
+    ) -> None:
+        if isinstance(choice, NamedToolChoice):  # llama-server ignores named choices: force that one tool
+            tools = [t for t in tools if t.name == choice.name]
+            choice = "required"
+        super().apply_tools(body, tools, choice)
+
+    def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        if isinstance(fmt, Grammar):
+            body["grammar"] = fmt.grammar
+        else:
+            super().apply_chat_format(body, fmt)
+
+    def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
+        request = super().build_chat(req, stream)
+        request.json.pop("stream_options", None)  # usage is always in llama.cpp's last chunk
+        return request
+
+    # -- native /completion --
+    def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:
+        sampling = dict(req.sampling)
+        want = sampling.pop("logprobs", None)
+        top = sampling.pop("top_logprobs", None)
+        body: dict[str, Any] = {"prompt": req.prompt}
+        self.apply_sampling(body, sampling, self.generate_params, "/completion")
+        if (want or top) and "n_probs" not in body:
+            body["n_probs"] = int(top or 1)
+        if req.response_format is not None:
+            self.apply_generate_format(body, req.response_format)
+        if stream:
+            body["stream"] = True
+        body.update(req.extra_body)
+        return HttpRequest("POST", "/completion", body, stream)
+
+    def apply_generate_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        if isinstance(fmt, JsonSchema):
+            body["json_schema"] = fmt.schema
+        elif isinstance(fmt, JsonObject):
+            body["json_schema"] = {"type": "object"}
+        elif isinstance(fmt, Grammar):
+            body["grammar"] = fmt.grammar
+        else:
+            raise self.unsupported("regex output constraints (use a GBNF Grammar)")
+
+    def parse_generate(self, body: Any) -> Completion:
+        self.check(
+            isinstance(body, Mapping) and isinstance(body.get("content"), str), "/completion answer", body
+        )
+        raw = body.get("stop_type")
+        prompt, completion = _int(body.get("tokens_evaluated")), _int(body.get("tokens_predicted"))
+        return Completion(
+            content=body["content"],
+            finish_reason=_STOP_TYPE.get(raw, "stop") if isinstance(raw, str) else "stop",
+            raw_finish_reason=raw if isinstance(raw, str) else None,
+            usage=Usage(prompt, completion, prompt + completion),
+            model=body.get("model") or self.model,
+            logprobs=parse_probs(body.get("completion_probabilities")),
+            engine=self.engine,
+        )
+
+    def generate_stream_decoder(self) -> StreamDecoder:
+        return NativeCompletionStreamDecoder(self, self.model)
+
+    def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
+        err = obj.get("error") if isinstance(obj, Mapping) else None
+        if isinstance(err, Mapping) and (err.get("type") == "exceed_context_size_error" or "n_ctx" in err):
+            p, n = err.get("n_prompt_tokens"), err.get("n_ctx")
+            return (p if isinstance(p, int) else None, n if isinstance(n, int) else None)
+        found = first_int(_CTX, message)
+        if found:
+            return found[0], found[1]
+        if (
+            "exceeds the available context size" in message
+            or ("context size" in message
+            and "exceed" in message)
+        ):
+            return None, None
+        return None
+
+    def info_requests(self) -> list[HttpRequest]:
+        return [HttpRequest("GET", "/v1/models"), HttpRequest("GET", "/props")]
+
+    def parse_info(self, bodies: list[Any]) -> EngineInfo:
+        info = super().parse_info(bodies[:1])
+        props = bodies[1] if len(bodies) > 1 and isinstance(bodies[1], Mapping) else {}
+        settings = props.get("default_generation_settings")
+        n_ctx = settings.get("n_ctx") if isinstance(settings, Mapping) else None
+        if isinstance(n_ctx, int):  # per-slot context: the limit a request actually gets
+            info.max_total_tokens = n_ctx
+            info.max_input_tokens = n_ctx
+        build = props.get("build_info")
+        info.version = build if isinstance(build, str) else None
+        info.raw["props"] = props
+        return info
+
+    def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:
+        return HttpRequest(
+            "POST", "/tokenize", {"content": text, "add_special": add_special_tokens, "with_pieces": True}
+        )
+
+    def parse_tokenize(self, body: Any) -> list[TokenInfo]:
+        self.check(
+            isinstance(body, Mapping) and isinstance(body.get("tokens"), list), "tokenize answer", body
+        )
+        out = []
+        for t in body["tokens"]:
+            if isinstance(t, Mapping):
+                piece = t.get("piece")
+                out.append(TokenInfo(int(t["id"]), piece if isinstance(piece, str) else None))
+            else:
+                out.append(TokenInfo(int(t)))
+        return out
+
+
+def parse_probs(obj: Any) -> list[TokenLogprob] | None:
+    if not isinstance(obj, list):
+        return None
+    out = []
+    for it in obj:
+        if not isinstance(it, Mapping):
+            continue
+        tops = [
+            TopLogprob(str(t.get("token", "")), _float(t.get("logprob")))
+            for t in it.get("top_logprobs") or ()
+            if isinstance(t, Mapping)
+        ]
+        tid = it.get("id")
+        out.append(
+            TokenLogprob(
+                str(it.get("token", "")),
+                _float(it.get("logprob")),
+                tid if isinstance(tid, int) else None,
+                tops,
+            )
+        )
+    return out
+
+
+class NativeCompletionStreamDecoder(StreamDecoder):
+    """``/completion`` streams: partial objects with ``"stop": false``, a final one with ``"stop": true``."""
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        if event.event == "error":
+            raise self.fail(self.dialect.event_error(_maybe_json(event.data)))
+        if event.data == b"[DONE]":
+            return [] if self.done else [self.end()]
+        obj = loads(event.data)
+        if not isinstance(obj, Mapping):
+            raise MalformedResponseError("unexpected /completion stream event", body=obj)
+        if obj.get("error"):
+            raise self.fail(self.dialect.event_error(obj))
+        out: list[StreamEvent] = []
+        if not self.started:
+            self.start(out, obj.get("model"))
+        text = obj.get("content")
+        if text and isinstance(text, str):
+            probs = parse_probs(obj.get("completion_probabilities"))
+            if probs and len(probs) == 1:
+                self.token(out, text, probs[0].id, probs[0].logprob, probs[0].top_logprobs)
+            else:
+                self.token(out, text)
+        if obj.get("stop") is True:
+            raw = obj.get("stop_type")
+            self.raw_finish = raw if isinstance(raw, str) else None
+            p, c = _int(obj.get("tokens_evaluated")), _int(obj.get("tokens_predicted"))
+            self.usage = Usage(p, c, p + c)
+            self.finished = True
+            end = self.end()
+            end.completion.finish_reason = _STOP_TYPE.get(self.raw_finish or "", "stop")
+            out.append(end)
+        return out

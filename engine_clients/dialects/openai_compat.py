@@ -1,0 +1,338 @@
+"""The OpenAI-compatible chat/completions codec shared by vLLM, TGI's Messages API and llama.cpp's ``/v1``
+routes. Engines subclass :class:`OpenAICompatDialect` and override only what differs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .._requests import ChatRequest, GenerateRequest, NamedToolChoice, build_tool_call
+from .._sse import SSEEvent
+from ..errors import MalformedResponseError
+from ..types import (
+    Completion,
+    EngineInfo,
+    JsonObject,
+    JsonSchema,
+    ResponseFormat,
+    StreamEvent,
+    TokenInfo,
+    TokenLogprob,
+    Tool,
+    TopLogprob,
+)
+from .base import (
+    Dialect,
+    HttpRequest,
+    StreamDecoder,
+    _float,
+    loads,
+    normalize_finish,
+    parse_openai_logprobs,
+    parse_usage,
+)
+
+__all__ = ["ChatStreamDecoder", "CompletionsStreamDecoder", "OpenAICompatDialect"]
+
+COMMON_CHAT_PARAMS = {
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "logprobs": "logprobs",
+    "top_logprobs": "top_logprobs",
+}
+
+
+class OpenAICompatDialect(Dialect):
+    chat_path: ClassVar[str] = "/v1/chat/completions"
+    completions_path: ClassVar[str] = "/v1/completions"
+    # user-facing sampling name -> wire field, per route; a name missing here is refused before sending
+    chat_params: ClassVar[Mapping[str, str]] = COMMON_CHAT_PARAMS
+    generate_params: ClassVar[Mapping[str, str]] = COMMON_CHAT_PARAMS
+    send_model: ClassVar[bool] = True
+
+    # -- chat ---------------------------------------------------------------------------------------
+    def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
+        body: dict[str, Any] = {"messages": self.encode_messages(req.messages)}
+        model = req.model or self.model
+        if model and self.send_model:
+            body["model"] = model
+        self.apply_sampling(body, req.sampling, self.chat_params, "chat")
+        if req.tools:
+            self.apply_tools(body, req.tools, req.tool_choice)
+        elif req.tool_choice == "none":
+            pass  # nothing to forbid
+        if req.response_format is not None:
+            self.apply_chat_format(body, req.response_format)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(req.extra_body)
+        return HttpRequest("POST", self.chat_path, body, stream)
+
+    def encode_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return messages
+
+    def encode_tool(self, tool: Tool) -> dict[str, Any]:
+        fn: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+        if tool.description is not None:
+            fn["description"] = tool.description
+        return {"type": "function", "function": fn}
+
+    def apply_tools(
+        self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
+    ) -> None:
+        body["tools"] = [self.encode_tool(t) for t in tools]
+        if isinstance(choice, NamedToolChoice):
+            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        elif choice is not None:
+            body["tool_choice"] = choice
+
+    def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        if isinstance(fmt, JsonSchema):
+            js: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema}
+            if fmt.strict is not None:
+                js["strict"] = fmt.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": js}
+        elif isinstance(fmt, JsonObject):
+            body["response_format"] = {"type": "json_object"}
+        else:
+            raise self.unsupported(f"{type(fmt).__name__} output constraints on chat")
+
+    def apply_sampling(
+        self, body: dict[str, Any], sampling: Mapping[str, Any], table: Mapping[str, str], route: str
+    ) -> None:
+        for name, value in sampling.items():
+            if value is None:
+                continue
+            wire = table.get(name)
+            if wire is None:
+                raise self.unsupported(
+                    f"the sampling parameter {name!r} on its {route} route"
+                    f" (supported: {', '.join(sorted(table))}; pass extra_body for anything else)"
+                )
+            if name == "stop" and isinstance(value, str):
+                value = [value]
+            body[wire] = value
+
+    def parse_chat(self, body: Any) -> Completion:
+        try:
+            choice = body["choices"][0]
+            msg = choice["message"]
+            raw_calls = msg.get("tool_calls") or []
+            calls = [self.parse_tool_call(i, tc) for i, tc in enumerate(raw_calls)]
+            raw_finish = choice.get("finish_reason")
+            logprobs = parse_openai_logprobs(choice.get("logprobs")) if choice.get("logprobs") else None
+            return Completion(
+                content=msg.get("content") or "",
+                finish_reason=normalize_finish(raw_finish, bool(calls)),
+                raw_finish_reason=raw_finish,
+                tool_calls=calls,
+                usage=parse_usage(body.get("usage")),
+                model=body.get("model") or self.model,
+                id=body.get("id") or None,
+                logprobs=logprobs,
+                engine=self.engine,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"unexpected chat response shape from {self.engine}: {exc!r}", engine=self.engine, body=body
+            ) from None
+
+    def parse_tool_call(self, index: int, tc: Mapping[str, Any]) -> Any:
+        fn = tc.get("function") or {}
+        return build_tool_call(index, _id(tc.get("id")), fn.get("name"), fn.get("arguments"))
+
+    def chat_stream_decoder(self) -> StreamDecoder:
+        return ChatStreamDecoder(self, self.model)
+
+    # -- completions (the native text route of engines that have no other) -------------------------
+    def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:
+        body: dict[str, Any] = {"prompt": req.prompt}
+        model = req.model or self.model
+        if model and self.send_model:
+            body["model"] = model
+        self.apply_sampling(body, req.sampling, self.generate_params, "completions")
+        if req.response_format is not None:
+            self.apply_generate_format(body, req.response_format)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(req.extra_body)
+        return HttpRequest("POST", self.completions_path, body, stream)
+
+    def apply_generate_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        raise self.unsupported(f"{type(fmt).__name__} output constraints on completions")
+
+    def parse_generate(self, body: Any) -> Completion:
+        try:
+            choice = body["choices"][0]
+            raw_finish = choice.get("finish_reason")
+            return Completion(
+                content=choice.get("text") or "",
+                finish_reason=normalize_finish(raw_finish, False),
+                raw_finish_reason=raw_finish,
+                usage=parse_usage(body.get("usage")),
+                model=body.get("model") or self.model,
+                id=body.get("id") or None,
+                logprobs=parse_completion_logprobs(choice.get("logprobs")),
+                engine=self.engine,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"unexpected completion shape from {self.engine}: {exc!r}", engine=self.engine, body=body
+            ) from None
+
+    def generate_stream_decoder(self) -> StreamDecoder:
+        return CompletionsStreamDecoder(self, self.model)
+
+    # -- discovery ----------------------------------------------------------------------------------
+    def info_requests(self) -> list[HttpRequest]:
+        return [HttpRequest("GET", "/v1/models")]
+
+    def parse_info(self, bodies: list[Any]) -> EngineInfo:
+        models = bodies[0]
+        data = models.get("data") if isinstance(models, Mapping) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
+        return EngineInfo(engine=self.engine, model=first.get("id"), version=None, raw={"models": models})
+
+    def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:
+        raise self.unsupported("tokenize")
+
+    def parse_tokenize(self, body: Any) -> list[TokenInfo]:
+        raise NotImplementedError
+
+
+def _id(v: Any) -> str | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    return str(v) if isinstance(v, str | int) else None
+
+
+def parse_completion_logprobs(obj: Any) -> list[TokenLogprob] | None:
+    """Legacy completions logprobs ``{"tokens", "token_logprobs", "top_logprobs": [{tok: lp}]}``."""
+    if not isinstance(obj, Mapping):
+        return None
+    tokens = obj.get("tokens") or []
+    lps = obj.get("token_logprobs") or []
+    tops = obj.get("top_logprobs") or []
+    out = []
+    for i, tok in enumerate(tokens):
+        top = tops[i] if i < len(tops) and isinstance(tops[i], Mapping) else {}
+        out.append(
+            TokenLogprob(
+                str(tok),
+                _float(lps[i]) if i < len(lps) else None,
+                top_logprobs=[TopLogprob(str(k), _float(v)) for k, v in top.items()],
+            )
+        )
+    return out
+
+
+class ChatStreamDecoder(StreamDecoder):
+    """``chat.completion.chunk`` events, ``[DONE]``, and error objects inside the stream."""
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        data = event.data
+        if event.event == "error":
+            raise self.fail(self.dialect.event_error(_maybe_json(data)))
+        if data == b"[DONE]":
+            return [self.end()]
+        obj = loads(data)
+        if not isinstance(obj, Mapping):
+            raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
+        if obj.get("error"):
+            raise self.fail(self.dialect.event_error(obj))
+        out: list[StreamEvent] = []
+        if not self.started:
+            self.start(out, obj.get("model"), obj.get("id"))
+        usage = obj.get("usage")
+        if usage:
+            self.usage = parse_usage(usage)
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            if not isinstance(choice, Mapping):
+                raise MalformedResponseError("unexpected choice in stream event", body=obj)
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content and isinstance(content, str):
+                lp = choice.get("logprobs")
+                if lp:
+                    self.token_with_logprobs(out, content, lp)
+                else:
+                    self.token(out, content)
+            calls = delta.get("tool_calls")
+            if calls:
+                for tc in calls if isinstance(calls, list) else [calls]:
+                    if isinstance(tc, Mapping):
+                        fn = tc.get("function") or {}
+                        self.tool_delta(
+                            out, tc.get("index", 0), tc.get("id"), fn.get("name"), self.args_of(fn)
+                        )
+            fr = choice.get("finish_reason")
+            if fr:
+                self.raw_finish = str(fr)
+                self.finished = True
+        return out
+
+    def args_of(self, fn: Mapping[str, Any]) -> Any:
+        return fn.get("arguments")
+
+    def token_with_logprobs(self, out: list[StreamEvent], content: str, lp: Any) -> None:
+        items = parse_openai_logprobs(lp)
+        if len(items) == 1:
+            it = items[0]
+            self.token(out, content, None, it.logprob, it.top_logprobs)
+        else:  # several tokens in one chunk: text once, logprobs kept for the result
+            self.token(out, content)
+            if items:
+                self.logprobs = (self.logprobs or []) + items
+
+
+class CompletionsStreamDecoder(StreamDecoder):
+    """Legacy ``/v1/completions`` streams (``text_completion`` chunks)."""
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        data = event.data
+        if event.event == "error":
+            raise self.fail(self.dialect.event_error(_maybe_json(data)))
+        if data == b"[DONE]":
+            return [self.end()]
+        obj = loads(data)
+        if not isinstance(obj, Mapping):
+            raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
+        if obj.get("error"):
+            raise self.fail(self.dialect.event_error(obj))
+        out: list[StreamEvent] = []
+        if not self.started:
+            self.start(out, obj.get("model"), obj.get("id"))
+        usage = obj.get("usage")
+        if usage:
+            self.usage = parse_usage(usage)
+        choices = obj.get("choices")
+        if choices and isinstance(choices[0], Mapping):
+            choice = choices[0]
+            text = choice.get("text")
+            if text and isinstance(text, str):
+                lps = parse_completion_logprobs(choice.get("logprobs"))
+                if lps and len(lps) == 1:
+                    self.token(out, text, None, lps[0].logprob, lps[0].top_logprobs)
+                else:
+                    self.token(out, text)
+            fr = choice.get("finish_reason")
+            if fr:
+                self.raw_finish = str(fr)
+                self.finished = True
+        return out
+
+
+def _maybe_json(data: bytes) -> Any:
+    try:
+        return loads(data)
+    except MalformedResponseError:
+        return {"error": {"message": data.decode("utf-8", "replace")}}

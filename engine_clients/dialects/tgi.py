@@ -1,0 +1,287 @@
+"""Hugging Face TGI: the Messages API (OpenAI-compatible with TGI's own grammar objects) and the native
+``/generate`` + ``/generate_stream`` routes.
+
+Quirks handled here: ``response_format`` is TGI's grammar object ``{"type", "value"}`` and schemas with
+``$defs`` are refused (inlined here, or refused before sending when recursive); tool definitions follow the
+spec's ``arguments`` key; ``stop`` must be a list; ``/generate_stream`` reports errors as events in a 200
+stream and ends with the event carrying ``generated_text`` (no ``[DONE]``); the EOS token arrives with
+``special: true`` and is not text; tool streams repeat ``id`` and carry no ``finish_reason``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .._requests import ChatRequest, GenerateRequest, NamedToolChoice
+from .._sse import SSEEvent
+from ..errors import InvalidRequestError, MalformedResponseError
+from ..types import (
+    Completion,
+    EngineInfo,
+    JsonSchema,
+    Regex,
+    ResponseFormat,
+    StreamEvent,
+    TokenInfo,
+    TokenLogprob,
+    Tool,
+    TopLogprob,
+    Usage,
+)
+from .base import HttpRequest, StreamDecoder, _float, _int, first_int, loads, normalize_finish
+from .openai_compat import COMMON_CHAT_PARAMS, ChatStreamDecoder, OpenAICompatDialect, _maybe_json
+
+__all__ = ["TGIDialect", "inline_schema_refs"]
+
+_GENERATE = {
+    "max_tokens": "max_new_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "seed": "seed",
+    "stop": "stop",
+    "repetition_penalty": "repetition_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "typical_p": "typical_p",
+    "truncate": "truncate",
+    "watermark": "watermark",
+    "decoder_input_details": "decoder_input_details",
+    "top_n_tokens": "top_n_tokens",
+    "top_logprobs": "top_n_tokens",
+    "grammar": "grammar",
+    "do_sample": "do_sample",
+    "best_of": "best_of",
+    "return_full_text": "return_full_text",
+    "adapter_id": "adapter_id",
+}
+_CTX = [
+    # "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens
+    #  and 200 `max_new_tokens`"
+    (re.compile(r"must be <= (\d+)\. Given: (\d+) `inputs` tokens"), "lp"),
+    # "Input validation error: `inputs` must have less than 1024 tokens. Given: 2000"
+    (re.compile(r"`inputs` must have less than (\d+) tokens\. Given: (\d+)"), "lp"),
+]
+
+
+def inline_schema_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace local ``$ref``s by their ``$defs``/``definitions`` targets (TGI refuses ``$defs``)."""
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        if isinstance(schema.get(key), Mapping):
+            defs.update({f"#/{key}/{k}": v for k, v in schema[key].items()})
+
+    def walk(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, Mapping):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                if ref not in defs:
+                    raise InvalidRequestError(f"TGI cannot take the schema reference {ref!r}", engine="tgi")
+                if ref in seen:
+                    raise InvalidRequestError(
+                        f"TGI cannot take a recursive schema ({ref} refers to itself)", engine="tgi"
+                    )
+                merged = {**defs[ref], **{k: v for k, v in node.items() if k != "$ref"}}
+                return walk(merged, (*seen, ref))
+            return {k: walk(v, seen) for k, v in node.items() if k not in ("$defs", "definitions")}
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        return node
+
+    out: dict[str, Any] = walk(schema, ())
+    return out
+
+
+class TGIDialect(OpenAICompatDialect):
+    engine: ClassVar[str] = "tgi"
+    chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, "tool_prompt": "tool_prompt"}
+    generate_params: ClassVar[Mapping[str, str]] = _GENERATE
+    # TGI reads ``model`` as a LoRA adapter id: send it only when the caller set one per request.
+    send_model: ClassVar[bool] = False
+
+    def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
+        if req.response_format is not None and req.tools:
+            raise InvalidRequestError("TGI refuses response_format together with tools", engine=self.engine)
+        request = super().build_chat(req, stream)
+        if req.model:
+            request.json["model"] = req.model
+        return request
+
+    def encode_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for m in messages:
+            if m.get("tool_calls") and not m.get("content"):
+                m = {
+                    k: v for k, v in m.items() if k != "content"
+                }  # the spec's message is content XOR tool_calls
+            out.append(m)
+        return out
+
+    def encode_tool(self, tool: Tool) -> dict[str, Any]:
+        fn: dict[str, Any] = {"name": tool.name, "arguments": inline_schema_refs(tool.parameters)}
+        if tool.description is not None:
+            fn["description"] = tool.description
+        return {"type": "function", "function": fn}
+
+    def apply_tools(
+        self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
+    ) -> None:
+        body["tools"] = [self.encode_tool(t) for t in tools]
+        if isinstance(choice, NamedToolChoice):
+            body["tool_choice"] = {"function": {"name": choice.name}}
+        elif choice is not None:
+            body["tool_choice"] = choice
+
+    def grammar(self, fmt: ResponseFormat) -> dict[str, Any]:
+        if isinstance(fmt, JsonSchema):
+            return {"type": "json", "value": inline_schema_refs(fmt.schema)}
+        if isinstance(fmt, Regex):
+            return {"type": "regex", "value": fmt.pattern}
+        raise self.unsupported(
+            f"{type(fmt).__name__} output constraints (TGI grammars are JSON schemas or regexes)"
+        )
+
+    def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        body["response_format"] = self.grammar(fmt)
+
+    def parse_tool_call(self, index: int, tc: Mapping[str, Any]) -> Any:
+        fn = tc.get("function") or {}
+        if "arguments" not in fn and "parameters" in fn:  # TGI <= 2.0 shape
+            fn = {**fn, "arguments": fn["parameters"]}
+        return super().parse_tool_call(index, {**tc, "function": fn})
+
+    def chat_stream_decoder(self) -> StreamDecoder:
+        return TGIChatStreamDecoder(self, self.model)
+
+    def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
+        for pattern, _ in _CTX:
+            found = first_int(pattern, message)
+            if found:
+                return found[1], found[0]
+        return None
+
+    # -- native /generate --
+    def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:
+        sampling = dict(req.sampling)
+        sampling.pop("logprobs", None)  # token logprobs always come with details
+        if sampling.get("temperature") == 0:  # TGI refuses 0; greedy decoding is what 0 means
+            sampling.pop("temperature")
+            sampling.setdefault("do_sample", False)
+        params: dict[str, Any] = {"details": True}
+        self.apply_sampling(params, sampling, self.generate_params, "/generate")
+        if req.response_format is not None:
+            params["grammar"] = self.grammar(req.response_format)
+        params.update(req.extra_body.get("parameters", {}))
+        body: dict[str, Any] = {"inputs": req.prompt, "parameters": params}
+        body.update({k: v for k, v in req.extra_body.items() if k != "parameters"})
+        return HttpRequest("POST", "/generate_stream" if stream else "/generate", body, stream)
+
+    def parse_generate(self, body: Any) -> Completion:
+        if isinstance(body, list) and len(body) == 1:  # POST / answers a one-element list
+            body = body[0]
+        self.check(
+            isinstance(body, Mapping) and isinstance(body.get("generated_text"), str), "/generate", body
+        )
+        details = body.get("details") if isinstance(body.get("details"), Mapping) else {}
+        raw = details.get("finish_reason")
+        tokens = details.get("tokens") or []
+        prompt = len(details.get("prefill") or [])
+        completion = _int(details.get("generated_tokens")) or len(tokens)
+        return Completion(
+            content=body["generated_text"],
+            finish_reason=normalize_finish(raw, False),
+            raw_finish_reason=raw,
+            usage=Usage(prompt, completion, prompt + completion) if details else None,
+            model=self.model,
+            logprobs=[_tgi_token(t) for t in tokens if isinstance(t, Mapping)] or None,
+            engine=self.engine,
+        )
+
+    def generate_stream_decoder(self) -> StreamDecoder:
+        return GenerateStreamDecoder(self, self.model)
+
+    # -- discovery --
+    def info_requests(self) -> list[HttpRequest]:
+        return [HttpRequest("GET", "/info")]
+
+    def parse_info(self, bodies: list[Any]) -> EngineInfo:
+        info = bodies[0]
+        self.check(isinstance(info, Mapping), "/info answer", info)
+        max_in = info.get("max_input_tokens", info.get("max_input_length"))
+        max_total = info.get("max_total_tokens")
+        return EngineInfo(
+            engine=self.engine,
+            model=info.get("model_id"),
+            version=info.get("version"),
+            max_input_tokens=max_in if isinstance(max_in, int) else None,
+            max_total_tokens=max_total if isinstance(max_total, int) else None,
+            raw=dict(info),
+        )
+
+    def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:
+        return HttpRequest("POST", "/tokenize", {"inputs": text})
+
+    def parse_tokenize(self, body: Any) -> list[TokenInfo]:
+        self.check(isinstance(body, list), "tokenize answer", body)
+        return [TokenInfo(int(t["id"]), t.get("text")) for t in body if isinstance(t, Mapping)]
+
+
+def _tgi_token(t: Mapping[str, Any]) -> TokenLogprob:
+    tid = t.get("id")
+    return TokenLogprob(
+        str(t.get("text", "")), _float(t.get("logprob")), tid if isinstance(tid, int) else None
+    )
+
+
+class TGIChatStreamDecoder(ChatStreamDecoder):
+    """TGI tool streams never carry a finish_reason; ``[DONE]`` (or the call closing) completes them."""
+
+    def eof(self) -> list[StreamEvent]:
+        # TGI < 2.2 sends no [DONE]; a tool call whose arguments parse is complete.
+        if not self.done and self.tools and not self.finished and all(c.valid for c in self.tool_calls()):
+            self.finished = True
+        return super().eof()
+
+
+class GenerateStreamDecoder(StreamDecoder):
+    """``/generate_stream``: one event per token, the last with ``generated_text`` and ``details``."""
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        if event.event == "error":
+            raise self.fail(self.dialect.event_error(_maybe_json(event.data)))
+        obj = loads(event.data)
+        if not isinstance(obj, Mapping):
+            raise MalformedResponseError("unexpected /generate_stream event", body=obj)
+        if obj.get("error"):
+            raise self.fail(self.dialect.event_error(obj, 422))
+        out: list[StreamEvent] = []
+        if not self.started:
+            self.start(out)
+        tok = obj.get("token")
+        if isinstance(tok, Mapping) and not tok.get("special"):
+            text = tok.get("text")
+            if isinstance(text, str) and text:
+                tid = tok.get("id")
+                tops = obj.get("top_tokens")
+                top = (
+                    [
+                        TopLogprob(str(t.get("text", "")), _float(t.get("logprob")))
+                        for t in tops
+                        if isinstance(t, Mapping)
+                    ]
+                    if isinstance(tops, list)
+                    else None
+                )
+                self.token(out, text, tid if isinstance(tid, int) else None, _float(tok.get("logprob")), top)
+        if obj.get("generated_text") is not None:
+            details = obj.get("details")
+            if not isinstance(details, Mapping):
+                details = {}
+            raw = details.get("finish_reason")
+            self.raw_finish = raw if isinstance(raw, str) else None
+            p, c = _int(details.get("input_length")), _int(details.get("generated_tokens")) or self.index
+            self.usage = Usage(p, c, p + c)
+            self.finished = True
+            out.append(self.end())
+        return out

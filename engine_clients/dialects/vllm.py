@@ -1,0 +1,116 @@
+"""vLLM's OpenAI-compatible server: the shared codec plus vLLM's sampling extras, ``structured_outputs``
+(never the ``guided_*`` fields, which vLLM ≥ 0.12 silently ignores), ``/version`` and ``/tokenize``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .._requests import GenerateRequest
+from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, TokenInfo
+from .base import HttpRequest, first_int
+from .openai_compat import COMMON_CHAT_PARAMS, OpenAICompatDialect
+
+__all__ = ["VLLMDialect"]
+
+_VLLM_EXTRAS = {
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repetition_penalty": "repetition_penalty",
+    "min_tokens": "min_tokens",
+    "ignore_eos": "ignore_eos",
+    "structured_outputs": "structured_outputs",
+}
+
+_CTX_PATTERNS = [
+    # "This model's maximum context length is 1024 tokens. However, you requested 2000 tokens (1990 in
+    #  the messages..."
+    (
+        re.compile(
+            r"maximum context length is (\d+) tokens.*?requested (\d+) tokens(?: \((\d+) in the)?", re.S
+        ),
+        "lrp",
+    ),
+    # "'max_tokens' ... is too large: 10. This model's maximum context length is 1024 tokens and your
+    #  request has 1020 input tokens"
+    (
+        re.compile(r"maximum context length is (\d+) tokens and your request has (\d+) input tokens", re.S),
+        "lp",
+    ),
+    # "The decoder prompt (length 1500) is longer than the maximum model length of 1024."
+    (re.compile(r"prompt \(length (\d+)\) is longer than the maximum model length of (\d+)"), "pl"),
+]
+
+
+class VLLMDialect(OpenAICompatDialect):
+    engine: ClassVar[str] = "vllm"
+    chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}
+    generate_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}
+
+    def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        if isinstance(fmt, Regex):
+            body["structured_outputs"] = {"regex": fmt.pattern}
+        elif isinstance(fmt, Grammar):
+            body["structured_outputs"] = {"grammar": fmt.grammar}
+        else:
+            super().apply_chat_format(body, fmt)
+
+    def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:
+        # Completions take ``logprobs`` as the number of top alternatives (0 = the sampled token only).
+        sampling = dict(req.sampling)
+        want = sampling.pop("logprobs", None)
+        top = sampling.pop("top_logprobs", None)
+        request = super().build_generate(
+            GenerateRequest(req.prompt, req.response_format, sampling, req.extra_body, req.model), stream
+        )
+        if want or top:
+            request.json["logprobs"] = int(top or 0)
+        return request
+
+    def apply_generate_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
+        if isinstance(fmt, JsonSchema):
+            body["structured_outputs"] = {"json": fmt.schema}
+        elif isinstance(fmt, JsonObject):
+            body["structured_outputs"] = {"json_object": True}
+        elif isinstance(fmt, Regex):
+            body["structured_outputs"] = {"regex": fmt.pattern}
+        else:
+            body["structured_outputs"] = {"grammar": fmt.grammar}
+
+    def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
+        for pattern, order in _CTX_PATTERNS:
+            found = first_int(pattern, message)
+            if found:
+                vals = dict(zip(order, found, strict=False))
+                return vals.get("p", vals.get("r")), vals.get("l")
+        return None
+
+    def info_requests(self) -> list[HttpRequest]:
+        return [HttpRequest("GET", "/v1/models"), HttpRequest("GET", "/version")]
+
+    def parse_info(self, bodies: list[Any]) -> EngineInfo:
+        info = super().parse_info(bodies[:1])
+        data = bodies[0].get("data") if isinstance(bodies[0], Mapping) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
+        limit = first.get("max_model_len")
+        if isinstance(limit, int):
+            info.max_total_tokens = limit
+            info.max_input_tokens = limit
+        version = bodies[1].get("version") if len(bodies) > 1 and isinstance(bodies[1], Mapping) else None
+        info.version = version if isinstance(version, str) else None
+        info.raw["version"] = bodies[1] if len(bodies) > 1 else None
+        return info
+
+    def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:
+        body = {"prompt": text, "add_special_tokens": add_special_tokens, "return_token_strs": True}
+        if self.model:
+            body["model"] = self.model
+        return HttpRequest("POST", "/tokenize", body)
+
+    def parse_tokenize(self, body: Any) -> list[TokenInfo]:
+        self.check(
+            isinstance(body, Mapping) and isinstance(body.get("tokens"), list), "tokenize answer", body
+        )
+        strs = body.get("token_strs") or []
+        return [TokenInfo(int(t), strs[i] if i < len(strs) else None) for i, t in enumerate(body["tokens"])]

@@ -1,0 +1,157 @@
+"""The exception hierarchy: every failure the package reports is an :class:`EngineError`.
+
+Server answers map by HTTP status (parsed by each engine's dialect); transport failures map to
+:class:`EngineUnavailableError` / :class:`TimeoutError`; a stream that breaks after output began raises
+:class:`StreamError` carrying what had arrived, so nothing is silently lost.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .types import ToolCall
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "EngineError",
+    "EngineUnavailableError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "StreamError",
+    "StreamTimeoutError",
+    "TimeoutError",
+]
+
+
+class EngineError(Exception):
+    """Base class of every error raised by ``engine_clients``.
+
+    Attributes are best effort: ``status_code`` is None for failures that never got an HTTP answer,
+    ``error_type`` is the engine's own error kind (``"validation"``, ``"invalid_request_error"``, ...),
+    ``body`` the raw error body as received (never the request, so never the API key).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        engine: str | None = None,
+        error_type: str | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.engine = engine
+        self.error_type = error_type
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = f"{self.engine} " if self.engine else ""
+        status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
+        return f"{where}{status}{self.message}" if (where or status) else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments do not survive the default pickling of exceptions.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[EngineError], message: str, state: dict[str, Any]) -> EngineError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class InvalidRequestError(EngineError, ValueError):
+    """Rejected on the client side before anything was sent (unsupported parameter, bad schema, ...)."""
+
+
+class BadRequestError(EngineError):
+    """The engine refused the request as invalid (HTTP 400/422)."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus requested output) does not fit the model's context window.
+
+    ``prompt_tokens`` and ``context_limit`` are filled when the engine says them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        context_limit: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.prompt_tokens = prompt_tokens
+        self.context_limit = context_limit
+
+
+class AuthenticationError(EngineError):
+    """Missing or wrong API key (HTTP 401)."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """The key is known but not allowed (HTTP 403)."""
+
+
+class NotFoundError(EngineError):
+    """Route or model not found (HTTP 404)."""
+
+
+class RateLimitError(EngineError):
+    """The engine is overloaded or rate limiting (HTTP 429); ``retry_after`` when it said one."""
+
+
+class InternalServerError(EngineError):
+    """The engine failed while handling the request (HTTP 5xx other than unavailability, TGI 424)."""
+
+
+class EngineUnavailableError(EngineError):
+    """Nothing answered (connection refused/reset), or the engine is loading/unhealthy (502/503/504)."""
+
+
+class MalformedResponseError(EngineError):
+    """The engine answered something this package cannot read (bad JSON, wrong shape, oversized event)."""
+
+
+class TimeoutError(EngineError, builtins.TimeoutError):
+    """Connect, read or inter-chunk time limit reached. Also a builtin ``TimeoutError``."""
+
+
+class StreamError(EngineError):
+    """A stream broke after output began: never a silently short answer.
+
+    ``partial_text`` holds the text received before the break and ``partial_tool_calls`` any tool calls
+    assembled so far; ``cause`` (also ``__cause__``) is the underlying error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        partial_tool_calls: list[ToolCall] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.partial_text = partial_text
+        self.partial_tool_calls = list(partial_tool_calls or [])
+
+
+class StreamTimeoutError(StreamError, TimeoutError):
+    """No stream chunk arrived within the inter-chunk timeout."""

@@ -1,0 +1,44 @@
+"""Real engines for integration tests: provisioning, scripted tiny models and a server launcher.
+
+Typical use::
+
+    from engine_clients.testing import start_llama_server, start_vllm_server
+
+    with start_llama_server() as server:   # builds llama.cpp and a scripted GGUF on first use
+        print(server.base_url, server.model)
+
+The scripted models answer plain chat with " Hello world." under greedy decoding, so tests can assert on real
+engine output. Provision ahead of time (minutes, cold) with ``python -m engine_clients.testing provision``.
+"""
+
+from .launcher import (
+    DEFAULT_MODEL_NAME,
+    EngineServer,
+    EngineStartError,
+    start_llama_server,
+    start_vllm_server,
+)
+from .provision import (
+    ProvisionError,
+    cache_root,
+    chat_template_path,
+    ensure_llama_server,
+    ensure_vllm,
+    scripted_gguf,
+    scripted_hf_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "EngineServer",
+    "EngineStartError",
+    "ProvisionError",
+    "cache_root",
+    "chat_template_path",
+    "ensure_llama_server",
+    "ensure_vllm",
+    "scripted_gguf",
+    "scripted_hf_model",
+    "start_llama_server",
+    "start_vllm_server",
+]

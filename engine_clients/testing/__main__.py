@@ -1,0 +1,56 @@
+"""``python -m engine_clients.testing provision [--llamacpp] [--vllm] [--no-models]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .provision import (
+    ProvisionError,
+    cache_root,
+    ensure_llama_server,
+    ensure_vllm,
+    scripted_gguf,
+    scripted_hf_model,
+    timed,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine_clients.testing")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prov = sub.add_parser("provision", help="install engines, build scripted models (default: both engines)")
+    prov.add_argument("--llamacpp", action="store_true", help="llama-server and the scripted GGUF")
+    prov.add_argument("--vllm", action="store_true", help="CPU vLLM and the scripted HF model")
+    prov.add_argument("--no-models", action="store_true", help="install the engines only")
+    args = parser.parse_args(argv)
+
+    both = not (args.llamacpp or args.vllm)
+    steps: list[tuple[str, Callable[[], Path]]] = []
+    if both or args.llamacpp:
+        steps.append(("llama-server", ensure_llama_server))
+        if not args.no_models:
+            steps.append(("scripted GGUF", lambda: scripted_gguf()))
+    if both or args.vllm:
+        steps.append(("vLLM python", ensure_vllm))
+        if not args.no_models:
+            steps.append(("scripted HF model", lambda: scripted_hf_model()))
+
+    print(f"cache: {cache_root()}", file=sys.stderr)
+    results: list[tuple[str, Path, float]] = []
+    for label, fn in steps:
+        try:
+            path, seconds = timed(label, fn)
+        except ProvisionError as exc:
+            print(f"FAILED {label}: {exc}", file=sys.stderr)
+            return 1
+        results.append((label, path, seconds))
+    for label, path, seconds in results:
+        print(f"{label:<18} {seconds:7.1f} s  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

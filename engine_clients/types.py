@@ -1,0 +1,239 @@
+"""Engine-neutral data model: messages, tools, structured-output formats, results and stream events.
+
+Results and events are slotted dataclasses: they are built once per chunk on the streaming hot path,
+where pydantic validation would cost more than the HTTP decoding itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "ChatMessage",
+    "Completion",
+    "End",
+    "EngineInfo",
+    "FinishReason",
+    "Grammar",
+    "HealthStatus",
+    "JsonObject",
+    "JsonSchema",
+    "MessageInput",
+    "Regex",
+    "ResponseFormat",
+    "ResponseFormatInput",
+    "Started",
+    "StreamEvent",
+    "Token",
+    "TokenInfo",
+    "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolInput",
+    "TopLogprob",
+    "Usage",
+]
+
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "unknown"]
+"""Normalized finish reasons; the engine's own value is kept next to it as ``raw_finish_reason``."""
+
+
+class HealthStatus(str, enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"  # up but not serving yet (loading) or reporting a failed check
+    UNHEALTHY = "unhealthy"  # nothing answers
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A complete tool call. ``arguments`` is the parsed JSON object, or None when ``raw_arguments``
+    is not a JSON object (then ``error`` says why); ``raw_arguments`` is always the string form."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    raw_arguments: str
+    index: int = 0
+    error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.arguments is not None
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.raw_arguments},
+        }
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    """A chat message. Plain OpenAI-style dicts are accepted everywhere a message is."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+MessageInput: TypeAlias = "ChatMessage | Mapping[str, Any]"
+
+
+@dataclass(slots=True)
+class Tool:
+    """A function tool. OpenAI-style dicts (``{"type": "function", "function": {...}}``) are accepted too."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+ToolInput: TypeAlias = "Tool | Mapping[str, Any]"
+ToolChoice: TypeAlias = 'Literal["auto", "none", "required"] | str | Mapping[str, Any]'
+"""``"auto"``, ``"none"``, ``"required"``, a tool name, or an OpenAI-style named choice dict."""
+
+
+@dataclass(slots=True, frozen=True)
+class JsonSchema:
+    """Constrain output to a JSON schema (a dict, or build one with :meth:`from_model`)."""
+
+    schema: dict[str, Any]
+    name: str = "response"
+    strict: bool | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class JsonObject:
+    """Constrain output to any JSON object."""
+
+
+@dataclass(slots=True, frozen=True)
+class Regex:
+    """Constrain output to a regular expression (TGI, vLLM)."""
+
+    pattern: str
+
+
+@dataclass(slots=True, frozen=True)
+class Grammar:
+    """Constrain output to a GBNF grammar (llama.cpp) or an EBNF/Lark grammar (vLLM)."""
+
+    grammar: str
+
+
+ResponseFormat: TypeAlias = "JsonSchema | JsonObject | Regex | Grammar"
+ResponseFormatInput: TypeAlias = "ResponseFormat | Mapping[str, Any] | type"
+"""A format object, a JSON-schema dict, an OpenAI ``response_format`` dict, or a pydantic model class."""
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(slots=True)
+class TopLogprob:
+    token: str
+    logprob: float | None
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float | None
+    id: int | None = None
+    top_logprobs: list[TopLogprob] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Completion:
+    """The result of ``chat``/``generate`` (and what a stream's :class:`End` assembles)."""
+
+    content: str
+    finish_reason: FinishReason
+    raw_finish_reason: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage | None = None
+    model: str | None = None
+    id: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    engine: str | None = None
+
+
+@dataclass(slots=True)
+class EngineInfo:
+    engine: str
+    model: str | None
+    version: str | None
+    max_input_tokens: int | None = None
+    """Longest prompt the server accepts (tokens), as the engine publishes it."""
+    max_total_tokens: int | None = None
+    """Prompt plus output limit: the context window the engine enforces."""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TokenInfo:
+    id: int
+    text: str | None = None
+
+
+# ---- stream events, in the order a stream yields them -------------------------------------------
+
+
+@dataclass(slots=True)
+class Started:
+    engine: str
+    model: str | None
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class Token:
+    text: str
+    index: int
+    id: int | None = None
+    logprob: float | None = None
+    top_logprobs: list[TopLogprob] | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(slots=True)
+class End:
+    completion: Completion
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        return self.completion.finish_reason
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.completion.usage
+
+    @property
+    def content(self) -> str:
+        return self.completion.content
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return self.completion.tool_calls
+
+
+StreamEvent: TypeAlias = "Started | Token | ToolCallDelta | End"

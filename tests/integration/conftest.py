@@ -1,0 +1,122 @@
+"""Fixtures for tests against real engines (llama.cpp's llama-server and CPU vLLM) with scripted tiny models.
+
+Fixtures (session-scoped, each an ``engine_clients.testing.EngineServer`` with ``.base_url``, ``.model``,
+``.api_key``, ``.engine``, ``.log_path``):
+
+* ``llama_server`` - llama-server, scripted GGUF, ``--jinja --ctx-size 4096 --parallel 4``, no API key;
+* ``llama_server_keyed`` - the same model, started with ``--api-key test-secret-key``;
+* ``vllm_server`` - vLLM, scripted HF model, max_model_len 1024, hermes tool parser, no API key.
+
+Every test in this directory gets the ``integration`` mark (deselect with ``-m "not integration"``).
+Engines are provisioned once, after collection and before the first test (so pytest-timeout does not cut a
+cold ~7-minute llama.cpp build short), and only for engines the selected tests use. If an engine cannot be
+provisioned its tests are skipped, unless ``CI`` is set to a true value: then they fail (CI must not skip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engine_clients.testing import (
+    EngineServer,
+    ProvisionError,
+    ensure_llama_server,
+    ensure_vllm,
+    scripted_gguf,
+    scripted_hf_model,
+    start_llama_server,
+    start_vllm_server,
+)
+
+HERE = Path(__file__).resolve().parent
+LLAMA_API_KEY = "test-secret-key"
+
+_PROVISIONERS: dict[str, Callable[[], object]] = {
+    "llamacpp": lambda: (ensure_llama_server(), scripted_gguf()),
+    "vllm": lambda: (ensure_vllm(), scripted_hf_model()),
+}
+_FIXTURE_ENGINE = {"llama_server": "llamacpp", "llama_server_keyed": "llamacpp", "vllm_server": "vllm"}
+_provision_errors: dict[str, str] = {}
+_provisioned: set[str] = set()
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _here(item: pytest.Item) -> bool:
+    return Path(item.path).resolve().parent == HERE or HERE in Path(item.path).resolve().parents
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _here(item):
+            item.add_marker(pytest.mark.integration)
+
+
+def _provision(engine: str) -> None:
+    if engine in _provisioned or engine in _provision_errors:
+        return
+    try:
+        _PROVISIONERS[engine]()
+    except (ProvisionError, OSError) as exc:
+        _provision_errors[engine] = f"{engine} could not be provisioned: {exc}"
+    else:
+        _provisioned.add(engine)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Provision the engines the selected tests need, outside any test's timeout, with visible progress."""
+    needed = {
+        _FIXTURE_ENGINE[name]
+        for item in session.items
+        if _here(item)
+        for name in getattr(item, "fixturenames", ())
+        if name in _FIXTURE_ENGINE
+    }
+    if not needed or session.config.option.collectonly:
+        return
+    capman = session.config.pluginmanager.getplugin("capturemanager")
+    suspend = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+    with suspend:
+        for engine in sorted(needed):
+            _provision(engine)
+
+
+def _require(engine: str) -> None:
+    _provision(engine)  # no-op after pytest_collection_finish; covers direct use
+    error = _provision_errors.get(engine)
+    if error is None:
+        return
+    if _in_ci():
+        pytest.fail(f"{error}\n(CI is set: integration tests must not be skipped)", pytrace=False)
+    pytest.skip(error)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[EngineServer]:
+    """llama-server with the scripted GGUF (no API key)."""
+    _require("llamacpp")
+    with start_llama_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_server_keyed() -> Iterator[EngineServer]:
+    """llama-server with the scripted GGUF, started with ``--api-key test-secret-key``."""
+    _require("llamacpp")
+    with start_llama_server(api_key=LLAMA_API_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[EngineServer]:
+    """vLLM (CPU) with the scripted HF model (no API key)."""
+    _require("vllm")
+    with start_vllm_server() as server:
+        yield server
