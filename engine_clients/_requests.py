@@ -186,7 +186,7 @@ def normalize_response_format(fmt: ResponseFormatInput | None) -> ResponseFormat
             return JsonSchema(schema=dict(value["schema"]), name=value.get("name") or "response")
         return JsonSchema(schema=dict(value))
     if kind == "json_object":
-        schema = fmt.get("schema")
+        schema = fmt.get("schema", fmt.get("value"))  # llama.cpp's and TGI's forms
         return JsonSchema(schema=dict(schema)) if isinstance(schema, Mapping) else JsonObject()
     if kind == "regex" and isinstance(fmt.get("value"), str):
         return Regex(fmt["value"])

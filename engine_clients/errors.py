@@ -58,7 +58,7 @@ class EngineError(Exception):
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        where = f"{self.engine} " if self.engine else ""
+        where = f"{self.engine} " if self.engine and not self.message.startswith(self.engine) else ""
         status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
         return f"{where}{status}{self.message}" if (where or status) else self.message
 

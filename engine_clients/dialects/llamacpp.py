@@ -223,6 +223,9 @@ class NativeCompletionStreamDecoder(StreamDecoder):
             else:
                 self.token(out, text)
         if obj.get("stop") is True:
+            model = obj.get("model")
+            if isinstance(model, str) and model:
+                self.model = model
             raw = obj.get("stop_type")
             self.raw_finish = raw if isinstance(raw, str) else None
             p, c = _int(obj.get("tokens_evaluated")), _int(obj.get("tokens_predicted"))

@@ -113,6 +113,11 @@ class EngineServer:
         return f"EngineServer({self.engine!r}, base_url={self.base_url!r}, model={self.model!r})"
 
     @property
+    def openai_base_url(self) -> str:
+        """``base_url + "/v1"``, the base URL OpenAI SDKs expect."""
+        return self.base_url + "/v1"
+
+    @property
     def headers(self) -> dict[str, str]:
         """``Authorization`` header for the server's API key (empty if it has none)."""
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -229,6 +234,9 @@ def _start(
             tail = server.log_tail().lower()
             if attempt < attempts and any(m in tail for m in _PORT_IN_USE_MARKERS):
                 continue  # lost the race for the port: try another one
+            raise
+        except BaseException:
+            server.stop()
             raise
     raise AssertionError("unreachable")
 

@@ -53,6 +53,7 @@ def _here(item: pytest.Item) -> bool:
     return Path(item.path).resolve().parent == HERE or HERE in Path(item.path).resolve().parents
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m filtering, which needs the mark
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _here(item):

@@ -10,7 +10,7 @@ import pytest
 
 from engine_clients.testing import EngineServer
 
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -2,37 +2,38 @@
 
 What the document does, and what this module does about it (checked by ``tests/unit/test_tgi_fixtures.py``):
 
-1. **No schema sets ``additionalProperties``** (the key does not occur in the file), and TGI's serde types do not
-   deny unknown fields, so a misspelled field passes the schema and is silently dropped by the server.
-   ``strict=True`` therefore also rejects object keys that no applicable schema declares: it walks ``properties``,
-   ``items``, ``$ref``, every ``allOf`` part and the ``oneOf``/``anyOf`` branches the value matches. Free-form
-   schemas (no ``properties``, e.g. a tool's JSON-schema ``arguments``/``parameters`` or a grammar ``value``) are
-   not walked.
-2. utoipa writes ``nullable: true`` beside ``allOf`` with no ``type`` (``usage``/``logprobs`` of chat chunks,
-   ``details`` of ``/generate``, ``response_format``, ``tool_choice``, ``stream_options``, ``grammar``). OAS 3.0.3
-   gives ``nullable`` meaning only next to ``type``, so ``OAS30Validator`` would reject every recorded chunk's
-   ``"usage": null``. Such nodes are rewritten in memory to ``anyOf: [<node>, {enum: [null]}]`` (TGI's ``Option``).
-3. ``discriminator`` (``GrammarType``, ``MessageChunk``, ``Completion``) has no ``mapping`` over inline branches;
-   the validator would then look up ``#/components/schemas/<value>``, which does not exist, and fail every
-   ``response_format``. The discriminators are dropped in memory; the ``oneOf`` with ``enum``-typed ``type``
-   still selects the branch.
+1. **No schema sets ``additionalProperties``** (the key does not occur in the file), and TGI's serde types
+   do not deny unknown fields, so a misspelled field passes the schema and is silently dropped by the
+   server. ``strict=True`` therefore also rejects object keys that no applicable schema declares: it walks
+   ``properties``, ``items``, ``$ref``, every ``allOf`` part and the ``oneOf``/``anyOf`` branches the value
+   matches. Free-form schemas (no ``properties``, e.g. a tool's JSON-schema ``arguments``/``parameters`` or
+   a grammar ``value``) are not walked.
+2. utoipa writes ``nullable: true`` beside ``allOf`` with no ``type`` (``usage``/``logprobs`` of chat
+   chunks, ``details`` of ``/generate``, ``response_format``, ``tool_choice``, ``stream_options``,
+   ``grammar``). OAS 3.0.3 gives ``nullable`` meaning only next to ``type``, so ``OAS30Validator`` would
+   reject every recorded chunk's ``"usage": null``. Such nodes are rewritten in memory to ``anyOf: [<node>,
+   {enum: [null]}]`` (TGI's ``Option``).
+3. ``discriminator`` (``GrammarType``, ``MessageChunk``, ``Completion``) has no ``mapping`` over inline
+   branches; the validator would then look up ``#/components/schemas/<value>``, which does not exist, and
+   fail every ``response_format``. The discriminators are dropped in memory; the ``oneOf`` with
+   ``enum``-typed ``type`` still selects the branch.
 4. Numeric ``exclusiveMinimum`` (OAS 3.1 style in a 3.0 document) is read with draft-4 boolean semantics, so
    bounds such as ``temperature > 0`` or ``top_p > 0`` on ``/generate`` are not enforced (TGI answers 422).
-5. ``tgi_compat=True`` (default for requests) first rewrites shapes TGI's deserializers accept but the document
-   does not describe: tool ``function.parameters`` -> ``arguments`` (serde alias), grammar / ``response_format``
-   type ``json_object`` -> ``json`` (serde alias), a bare tool name as ``tool_choice`` -> ``{"function":
-   {"name"}}``, the typed object ``{"type": "function", "function": ...}`` loses its ``type`` (TGI's own
-   integration tests send it), ``max_completion_tokens`` -> ``max_tokens`` (alias, ENGINES.md §2.4), a string
-   ``prompt`` on ``/v1/completions`` -> one-element list; dropped as ignored by TGI: ``tool_call_id`` on
-   ``role: tool`` messages (absent from the request ``Message`` schema), ``"content": null`` beside ``tool_calls``
-   (the untagged ``MessageBody`` falls through to its tool-call branch) and ``strict`` in a ``json_schema``
-   grammar value (absent from ``JsonSchemaConfig``; TGI's own tests send it). ``tgi_compat=False`` validates the body
-   exactly as given.
-6. Responses: the ``object`` key of chat/completion bodies is a serde enum tag that the schemas omit, so strict
-   response checks allow a top-level ``object`` by default (``allow_extra``).
+5. ``tgi_compat=True`` (default for requests) first rewrites shapes TGI's deserializers accept but the
+   document does not describe: tool ``function.parameters`` -> ``arguments`` (serde alias), grammar /
+   ``response_format`` type ``json_object`` -> ``json`` (serde alias), a bare tool name as ``tool_choice``
+   -> ``{"function": {"name"}}``, the typed object ``{"type": "function", "function": ...}`` loses its
+   ``type`` (TGI's own integration tests send it), ``max_completion_tokens`` -> ``max_tokens`` (alias,
+   ENGINES.md §2.4), a string ``prompt`` on ``/v1/completions`` -> one-element list; dropped as ignored by
+   TGI: ``tool_call_id`` on ``role: tool`` messages (absent from the request ``Message`` schema),
+   ``"content": null`` beside ``tool_calls`` (the untagged ``MessageBody`` falls through to its tool-call
+   branch) and ``strict`` in a ``json_schema`` grammar value (absent from ``JsonSchemaConfig``; TGI's own
+   tests send it). ``tgi_compat=False`` validates the body exactly as given.
+6. Responses: the ``object`` key of chat/completion bodies is a serde enum tag that the schemas omit, so
+   strict response checks allow a top-level ``object`` by default (``allow_extra``).
 
 ``allow_extra`` takes key paths: dotted names with ``*`` for any list index, e.g. ``"object"`` or
-``"messages.*.tool_call_id"``.
+``"messages.*.cache_control"``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def spec() -> dict[str, Any]:
 
 @cache
 def _registry() -> Registry[Any]:
-    return Registry().with_resource(_URI, Resource.from_contents(spec(), default_specification=DRAFT4))
+    registry: Registry[Any] = Registry().with_resource(
+        _URI, Resource.from_contents(spec(), default_specification=DRAFT4)
+    )
+    return registry
 
 
 @cache
@@ -213,7 +217,7 @@ def _check(pointer: str, body: Any, what: str, strict: bool, allow_extra: Collec
 
 
 def tgi_compat_request(body: Any) -> Any:
-    """A copy of ``body`` with the accepted-but-undocumented shapes (item 5 above) rewritten to spec shapes."""
+    """A copy of ``body`` with the accepted but undocumented shapes (item 5 above) in spec shape."""
     if not isinstance(body, dict):
         return body
     body = copy.deepcopy(body)

@@ -5,8 +5,8 @@ details and quirks are in ``tests/data/tgi/README.md``. A recording's name is it
 without ``.json``, e.g. ``"test_tools_llama/test_flash_llama_grammar_tools_nostream"``.
 
 Most files were dumped from a client library's model objects, which adds null keys TGI never sent
-(``CLIENT_ADDED_KEYS``, per capture mode in ``RECORDINGS``); ``wire_json``/``wire_chunks`` remove them. Keys stay
-alphabetically sorted as stored (TGI writes struct order; JSON parsers do not care).
+(``CLIENT_ADDED_KEYS``, per capture mode in ``RECORDINGS``); ``wire_json``/``wire_chunks`` remove them.
+Keys stay alphabetically sorted as stored (TGI writes struct order; JSON parsers do not care).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ SSE_HEADERS: dict[str, str] = {
 
 Capture = Literal["raw", "text_generation", "huggingface_hub", "openai"]
 
-#: Null keys each client library adds, by place: ``body`` (top level), ``details`` (``/generate``), ``choice``,
-#: ``message`` (a choice's ``message`` or ``delta``), ``usage``. Only removed when their value is null.
+#: Null keys each client library adds, by place: ``body`` (top level), ``details`` (``/generate``),
+#: ``choice``, ``message`` (a choice's ``message`` or ``delta``), ``usage``. Only removed when null.
 CLIENT_ADDED_KEYS: dict[Capture, dict[str, tuple[str, ...]]] = {
     "raw": {},
     "text_generation": {
@@ -73,7 +73,7 @@ def _usage(prompt: int, completion: int, total: int) -> dict[str, int]:
 
 
 def _generate_body(inputs: str, **params: Any) -> dict[str, Any]:
-    """The body TGI's ``text_generation`` client posts to ``/`` (README item 4: every field, nulls included)."""
+    """The body TGI's ``text_generation`` client posts to ``/`` (README item 4: every field, nulls too)."""
     parameters: dict[str, Any] = {
         "best_of": None,
         "decoder_input_details": True,
@@ -105,8 +105,8 @@ BROOKLYN_MESSAGES: list[dict[str, Any]] = [
 SEA_CREATURE_MESSAGES: list[dict[str, Any]] = [
     {
         "role": "system",
-        "content": "You're a helpful assistant! Answer the users question best you can. If the question is not "
-        "answerable by the tools, just generate a response.",
+        "content": "You're a helpful assistant! Answer the users question best you can. If the question is "
+        "not answerable by the tools, just generate a response.",
     },
     {"role": "user", "content": "Tell me a story about 3 sea creatures"},
 ]
@@ -200,10 +200,13 @@ _BROOKLYN_CALL = {
 _LLAMA31 = "meta-llama/Llama-3.1-8B-Instruct"
 _TINY = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 _FP312 = "3.1.2-dev0-native"
+_SEA20 = "Once upon a time, in a vibrant ocean filled with coral reefs and schools of shimmering fish,"
+_WHO = "I'm an artificial intelligence model known as a large language model (LLM) or conversational AI"
+_BEGINNER = " A Beginner\u2019s Guide\nDeep learning is a subset"
 _STORY = (
-    "Once upon a time, in a vibrant ocean filled with coral reefs and schools of shimmering fish, lived three dear"
-    " friends: Luna the sea turtle, Finley the friendly fish, and Crusty the wise crab.\n\nLuna was the oldest of"
-    " the three. She had traveled the world, exploring hidden caves and shipwrecks, and collecting sparkling"
+    _SEA20 + " lived three dear friends: Luna the sea turtle, Finley the friendly fish, and Crusty the wise"
+    " crab.\n\nLuna was the oldest of the three. She had traveled the world, exploring hidden caves and"
+    " shipwrecks, and collecting sparkling"
     " shells and shiny pebbles. Her shell was a beautiful mosaic of blues and greens, and her gentle eyes"
     " twinkled with the secrets of the deep"
 )
@@ -282,7 +285,8 @@ _TOOL_REPLY_MESSAGES: list[dict[str, Any]] = [
     {"role": "tool", "tool_call_id": "0", "content": "6.7"},
 ]
 
-#: What each recording was requested with and what it holds (README per-file entries).
+#: What each recording was requested with and what it holds (README per-file entries). Read-only: the
+#: request dicts share the message/tool constants above.
 RECORDINGS: dict[str, Recording] = {
     # ---- POST / (generate), text_generation client ----
     "test_flash_llama/test_flash_llama_simple": _gen(
@@ -382,9 +386,9 @@ RECORDINGS: dict[str, Recording] = {
         "2.2.1-dev0-native",
         content="As of your last question, the weather in Brooklyn, New York, is typically hot and humid "
         "throughout the year. The suburbs around New York City are jealously sheltered, and at least in the "
-        "Lower Bronx, there are very few outdoor environments to appreciate nature.\n\nIn terms of temperature, "
-        "the warmest times of the year are from June to August, when average high temperatures typically range "
-        "from around 73°F or 23°C",
+        "Lower Bronx, there are very few outdoor environments to appreciate nature.\n\nIn terms of "
+        "temperature, the warmest times of the year are from June to August, when average high temperatures "
+        "typically range from around 73°F or 23°C",
         usage=_usage(61, 100, 161),
     ),
     "test_completion_prompts/test_flash_llama_completion_single_prompt": {
@@ -395,7 +399,7 @@ RECORDINGS: dict[str, Recording] = {
         "finish_reason": "length",
         "model": _LLAMA31,
         "system_fingerprint": _FP312,
-        "content": " A Beginner’s Guide\nDeep learning is a subset",
+        "content": _BEGINNER,
         "usage": _usage(6, 10, 16),
     },
     "test_completion_prompts/test_flash_llama_completion_many_prompts": {
@@ -419,7 +423,7 @@ RECORDINGS: dict[str, Recording] = {
         "system_fingerprint": _FP312,
         "choices": [
             (1, " This is a question that has puzzled many people for"),
-            (0, " A Beginner’s Guide\nDeep learning is a subset"),
+            (0, _BEGINNER),
             (3, 'usculas_minusculas(s):\n    """\n'),
             (2, " Paris\nWhat is the capital of France?\nThe"),
         ],
@@ -481,8 +485,8 @@ RECORDINGS: dict[str, Recording] = {
         "length",
         _TINY,
         "2.4.1-dev0-native",
-        content="Both an elephant and a mouse are mammals. However, the differences between elephants and mice "
-        "are:\n\n1",
+        content="Both an elephant and a mouse are mammals. However, the differences between elephants and "
+        "mice are:\n\n1",
         usage=_usage(49, 30, 79),
     ),
     "test_continue_final_message/test_llama_completion_single_prompt_continue": _chat(
@@ -500,8 +504,8 @@ RECORDINGS: dict[str, Recording] = {
         "length",
         _TINY,
         "2.4.1-dev0-native",
-        content=" the royal mouse? It is a little more slender and only weighs around 1.5 pounds for males and "
-        "1.3 pounds",
+        content=" the royal mouse? It is a little more slender and only weighs around 1.5 pounds for males "
+        "and 1.3 pounds",
         usage=_usage(73, 30, 103),
         note="a final assistant message is continued; only the continuation is returned",
     ),
@@ -597,8 +601,8 @@ RECORDINGS: dict[str, Recording] = {
         "stop",
         "google/gemma-3-4b-it",
         "3.2.1-dev0-native",
-        content='{"firstName":"David","lastName":"Unknown","hobby":", \\"riding bicycles\\", \\"having cats\\"",'
-        '"numCats":2}',
+        content='{"firstName":"David","lastName":"Unknown",'
+        '"hobby":", \\"riding bicycles\\", \\"having cats\\"","numCats":2}',
         usage=None,
         chunks=39,
     ),
@@ -660,7 +664,7 @@ RECORDINGS: dict[str, Recording] = {
         "stop",
         _LLAMA31,
         _FP312,
-        content="I'm an artificial intelligence model known as a large language model (LLM) or conversational AI",
+        content=_WHO,
         usage=_usage(53, 12, 65),
         note="no_tool path: finish_reason and completion_tokens describe the tool-selection pass",
     ),
@@ -677,7 +681,7 @@ RECORDINGS: dict[str, Recording] = {
         "length",
         _LLAMA31,
         _FP312,
-        content="I'm an artificial intelligence model known as a large language model (LLM) or conversational AI",
+        content=_WHO,
         usage=None,
         chunks=20,
     ),
@@ -694,7 +698,7 @@ RECORDINGS: dict[str, Recording] = {
         "length",
         _LLAMA31,
         _FP312,
-        content="Once upon a time, in a vibrant ocean filled with coral reefs and schools of shimmering fish,",
+        content=_SEA20,
         usage=None,
         chunks=20,
     ),
@@ -721,8 +725,8 @@ RECORDINGS: dict[str, Recording] = {
         "stop",
         _LLAMA31,
         _FP312,
-        content="I can't access real-time data, but I can provide you with current conditions and forecast for "
-        "Paris, France:\n\nThe current conditions in Paris are mostly cloudy with a temperature of 6.7°C "
+        content="I can't access real-time data, but I can provide you with current conditions and forecast "
+        "for Paris, France:\n\nThe current conditions in Paris are mostly cloudy with a temperature of 6.7°C "
         "(44.1°F). \n\nPlease note that the actual weather may differ from the provided information. For "
         "up-to-date information, I suggest checking a reliable weather website or app for the latest "
         "conditions and forecast.",
@@ -793,9 +797,9 @@ def _compact(obj: Any) -> str:
 def sse_body(
     chunks: Iterable[Any], *, done: bool = True, space: bool = True, keepalive: bool = False
 ) -> bytes:
-    """An SSE body: ``data: <compact JSON>`` per chunk, blank-line separated, then ``data: [DONE]`` if ``done``.
+    """An SSE body: ``data: <compact JSON>`` + blank line per chunk, then ``data: [DONE]`` if ``done``.
 
-    ``space=False`` writes ``data:`` (TGI < 2.1.0); ``keepalive=True`` puts a ``:`` comment event between events.
+    ``space=False`` writes ``data:`` (TGI < 2.1.0); ``keepalive=True`` puts a ``:`` comment between events.
     """
     prefix = "data: " if space else "data:"
     events = [prefix + _compact(chunk) for chunk in chunks]

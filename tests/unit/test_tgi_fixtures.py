@@ -18,13 +18,13 @@ from tests.support.tgi_recordings import (
     load,
     names,
     sse_body,
+    strip_client_keys,
     wire_chunks,
     wire_json,
     wire_root_list,
 )
 
 ALL = sorted(RECORDINGS)
-STREAMS = [n for n in ALL if RECORDINGS[n]["stream"]]
 GENERATE = [n for n in ALL if RECORDINGS[n]["route"] == "/"]
 CLIENT_DUMPED = [n for n in ALL if RECORDINGS[n]["capture"] != "raw"]
 FILE_CLIENT_KEYS = {
@@ -92,7 +92,7 @@ def test_unstripped_recording_fails_strict_validation(name: str) -> None:
     items = raw if isinstance(raw, list) else [raw]
     path = "/generate" if rec["route"] == "/" else rec["route"]
     kind = "text/event-stream" if rec["stream"] else None
-    with pytest.raises(AssertionError, match="top_tokens|does not declare"):
+    with pytest.raises(AssertionError, match=r"top_tokens|does not declare"):
         for item in items:
             openapi.validate_response(path, 200, item, content_type=kind, strict=True)
 
@@ -137,8 +137,6 @@ def test_raw_recordings_are_untouched(name: str) -> None:
 
 
 def test_client_added_keys_are_only_removed_when_null() -> None:
-    from tests.support.tgi_recordings import strip_client_keys
-
     body = {"service_tier": "default", "choices": [{"delta": {"role": "assistant", "content": "x"}}]}
     assert strip_client_keys(body, "openai") == body
     assert "service_tier" in CLIENT_ADDED_KEYS["openai"]["body"]
@@ -305,8 +303,8 @@ def test_sse_body_round_trips(space: bool, keepalive: bool, done: bool) -> None:
 
 
 def test_sse_body_is_compact_utf8_json() -> None:
-    chunk = {"a": [1, 2], "t": "°C ’"}
-    assert sse_body([chunk]) == 'data: {"a":[1,2],"t":"°C ’"}\n\ndata: [DONE]\n\n'.encode()
+    chunk = {"a": [1, 2], "t": "°C \u2019"}
+    assert sse_body([chunk]) == 'data: {"a":[1,2],"t":"°C \u2019"}\n\ndata: [DONE]\n\n'.encode()
     assert sse_body([], done=False) == b""
 
 
