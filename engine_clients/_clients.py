@@ -67,11 +67,13 @@ class BaseClient:
         url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
         if not url:
             raise InvalidRequestError(
-                f"no base_url given and {self.env_prefix}_BASE_URL is not set", engine=self.dialect_class.engine
+                f"no base_url given and {self.env_prefix}_BASE_URL is not set",
+                engine=self.dialect_class.engine,
             )
         if "," in url:
             raise InvalidRequestError(
-                f"{url!r} names several servers: use EnginePool for replicas", engine=self.dialect_class.engine
+                f"{url!r} names several servers: use EnginePool for replicas",
+                engine=self.dialect_class.engine,
             )
         self.base_url = url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get(f"{self.env_prefix}_API_KEY")

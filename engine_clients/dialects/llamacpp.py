@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._requests import ChatRequest, GenerateRequest, NamedToolChoice
+from .._requests import GenerateRequest, NamedToolChoice
 from .._sse import SSEEvent
 from ..errors import MalformedResponseError
 from ..types import (
@@ -44,6 +44,7 @@ _NATIVE = {
     "id_slot": "id_slot",
     "grammar": "grammar",
     "json_schema": "json_schema",
+    "parallel_tool_calls": "parallel_tool_calls",
 }
 _COMPLETION = {
     **{k: v for k, v in COMMON_CHAT_PARAMS.items() if k not in ("logprobs", "top_logprobs")},
@@ -73,11 +74,6 @@ class LlamaCppDialect(OpenAICompatDialect):
             body["grammar"] = fmt.grammar
         else:
             super().apply_chat_format(body, fmt)
-
-    def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
-        request = super().build_chat(req, stream)
-        request.json.pop("stream_options", None)  # usage is always in llama.cpp's last chunk
-        return request
 
     # -- native /completion --
     def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:

@@ -21,6 +21,7 @@ _VLLM_EXTRAS = {
     "min_tokens": "min_tokens",
     "ignore_eos": "ignore_eos",
     "structured_outputs": "structured_outputs",
+    "parallel_tool_calls": "parallel_tool_calls",
 }
 
 _CTX_PATTERNS = [
