@@ -25,6 +25,14 @@ _VLLM_EXTRAS = {
 }
 
 _CTX_PATTERNS = [
+    # vLLM 0.32 (seen here): "This model's maximum context length is 1024 tokens. However, your prompt
+    #  contains at least 1025 input tokens, which exceeds this limit even without any output tokens."
+    (
+        re.compile(
+            r"maximum context length is (\d+) tokens\. However, your prompt contains (?:at least )?(\d+)"
+        ),
+        "lp",
+    ),
     # "This model's maximum context length is 1024 tokens. However, you requested 2000 tokens (1990 in
     #  the messages..."
     (

@@ -61,6 +61,10 @@ def test_error_shapes(dialect: Any, status: int, body: bytes, cls: type, etype: 
 
 
 CONTEXT = [
+    (VLLMDialect(), 400, {"error": {"message": "This model's maximum context length is 1024 tokens. However, your "
+                          "prompt contains at least 1025 input tokens, which exceeds this limit even without any "
+                          "output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, "
+                          "value=1025)", "type": "BadRequestError", "param": "input_tokens", "code": 400}}, 1025, 1024),
     (TGIDialect(), 422, {"error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. "
                          "Given: 4000 `inputs` tokens and 200 `max_new_tokens`", "error_type": "validation"}, 4000, 4096),
     (TGIDialect(), 422, {"error": "Input validation error: `inputs` must have less than 1024 tokens. Given: 2000",
