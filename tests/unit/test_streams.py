@@ -22,7 +22,6 @@ from engine_clients import (
     ToolCallDelta,
     VLLMClient,
 )
-
 from tests.support.mock_streams import BrokenStream, event_stream, sse
 
 V = "http://vllm.test"
