@@ -76,7 +76,8 @@ def build(out_path: str, chat_template: str) -> None:
     out[tool_open, ch["."]] = 20.0  # second choice after ".": used when EOS is masked (a call is required)
     # Fallbacks when the grammar masks the bigram's choice, strongest first (score = weight * 0.05).
     # '"' above '{': a value left open by the schema becomes the string "a" instead of nesting forever;
-    # '}' and ']' above ',': objects and arrays close as soon as the schema allows; '1' starts numbers;
+    # '}', ']' and '</tool_call>' above ',': objects, arrays and calls close as soon as the grammar allows;
+    # '1' starts numbers;
     # whitespace and byte tokens are never chosen freely.
     out[byte_tokens, shared] = -10.0
     for tok, weight in [
@@ -85,10 +86,9 @@ def build(out_path: str, chat_template: str) -> None:
         (ch["{"], 10.0),
         (ch["}"], 5.0),
         (ch["]"], 4.0),
+        (tool_close, 3.5),  # above ',': llama.cpp's grammar would let a call continue with ", {...}"
         (ch[","], 3.0),
         (ch["1"], 2.0),
-        (tool_close, 1.0),
-        (tool_open, 0.5),
         (ch["\u2581"], -10.0),
         (ch["\n"], -10.0),
     ]:

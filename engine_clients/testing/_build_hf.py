@@ -95,18 +95,19 @@ def build(out_dir: str, chat_template: str) -> None:
         t("a"): t('"'),  # a string the grammar opened is closed after one "a"
     }
     # Fallbacks when the grammar masks the bigram's choice (score = weight * 0.05), strongest first.
-    # '"' above '{': a value left open becomes "a" instead of nesting forever; '}' and ']' above ',':
-    # objects and arrays close as soon as allowed; '1' starts numbers; whitespace is never chosen freely.
+    # '"' above '{': a value left open becomes "a" instead of nesting forever; '}', ']' and '</tool_call>'
+    # above ',': objects, arrays and calls close as soon as allowed; '1' starts numbers; whitespace is never
+    # chosen freely.
     fallbacks = [
         (t("a"), 20.0),
         (t('"'), 15.0),
         (t("{"), 10.0),
         (t("}"), 5.0),
         (t("]"), 4.0),
+        (tool_close, 3.5),
         (t(","), 3.0),
         (t("1"), 2.0),
-        (tool_close, 1.0),
-        (tool_open, 0.5),
+        (tool_open, 0.5),  # where a call must start (required / named tool_choice)
         (t(" "), -10.0),
         (t("\n"), -10.0),
         (t("\t"), -10.0),

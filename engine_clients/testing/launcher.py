@@ -316,7 +316,10 @@ def start_vllm_server(
     with ``--dtype float32 --enforce-eager --max-model-len max_model_len``, auto tool choice with
     ``tool_call_parser`` (None disables it), offline (``HF_HUB_OFFLINE=1``) and a 1 GiB KV cache
     (``VLLM_CPU_KVCACHE_SPACE=1``); ``env`` and ``extra_args`` are added last. vLLM refuses connections
-    until it is ready; it takes about 35 s to start on 2 cores.
+    until it is ready; it takes 35-60 s to start on 2 cores. On CPU it binds its worker to all cores but
+    one (reserved for the API process) and runs one torch thread per bound core: 1 thread on 2 cores.
+    Tools without ``"strict": true`` get tool calls whose arguments vLLM 0.32 does not constrain to the
+    schema (pass ``extra_args=["--tool-strict-level", "parameter"]`` to constrain all of them).
     """
     exe = Path(python) if python is not None else ensure_vllm()
     model = Path(model_dir) if model_dir is not None else scripted_hf_model()

@@ -45,6 +45,22 @@ def _chat(server: EngineServer, **extra: Any) -> dict[str, Any]:
     return choice
 
 
+def _tool_round_trip(server: EngineServer) -> dict[str, Any]:
+    """A conversation with an assistant tool call and its result: exercises the chat template's tool parts."""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "a"}'},
+    }
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in a?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    return _chat(server, messages=messages, tools=[WEATHER_TOOL])
+
+
 def _assert_person(text: str) -> None:
     data = json.loads(text)
     assert isinstance(data["name"], str)
@@ -74,6 +90,12 @@ def test_llama_tool_choice_required(llama_server: EngineServer) -> None:
     arguments = json.loads(calls[0]["function"]["arguments"])
     assert isinstance(arguments["city"], str)
     assert isinstance(arguments["days"], int)
+
+
+def test_llama_tool_result_round_trip(llama_server: EngineServer) -> None:
+    choice = _tool_round_trip(llama_server)
+    assert choice["message"]["content"].strip() == "Hello world."
+    assert choice["finish_reason"] == "stop"
 
 
 def test_llama_json_schema(llama_server: EngineServer) -> None:
@@ -124,6 +146,12 @@ def test_vllm_strict_tool_arguments_follow_schema(vllm_server: EngineServer) -> 
     arguments = json.loads(call["function"]["arguments"])
     assert isinstance(arguments["city"], str)
     assert isinstance(arguments["days"], int)
+
+
+def test_vllm_tool_result_round_trip(vllm_server: EngineServer) -> None:
+    choice = _tool_round_trip(vllm_server)
+    assert choice["message"]["content"] == " Hello world."
+    assert choice["finish_reason"] == "stop"
 
 
 def test_vllm_json_schema(vllm_server: EngineServer) -> None:

@@ -7,7 +7,7 @@ Fixtures (session-scoped, each an ``engine_clients.testing.EngineServer`` with `
 * ``llama_server_keyed`` - the same model, started with ``--api-key test-secret-key``;
 * ``vllm_server`` - vLLM, scripted HF model, max_model_len 1024, hermes tool parser, no API key.
 
-Every test in this directory gets the ``integration`` mark (deselect with ``-m "not integration"``).
+Every test under tests/integration, and every test that uses one of these fixtures, gets the ``integration`` mark (deselect with ``-m "not integration"``).
 Engines are provisioned once, after collection and before the first test (so pytest-timeout does not cut a
 cold ~7-minute llama.cpp build short), and only for engines the selected tests use. If an engine cannot be
 provisioned its tests are skipped, unless ``CI`` is set to a true value: then they fail (CI must not skip).
@@ -33,7 +33,7 @@ from engine_clients.testing import (
     start_vllm_server,
 )
 
-HERE = Path(__file__).resolve().parent
+INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 LLAMA_API_KEY = "test-secret-key"
 
 _PROVISIONERS: dict[str, Callable[[], object]] = {
@@ -49,14 +49,17 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _here(item: pytest.Item) -> bool:
-    return Path(item.path).resolve().parent == HERE or HERE in Path(item.path).resolve().parents
+def _uses_engine(item: pytest.Item) -> bool:
+    """Tests under tests/integration, and any test that asks for a real engine server."""
+    if INTEGRATION_DIR in Path(item.path).resolve().parents:
+        return True
+    return any(name in _FIXTURE_ENGINE for name in getattr(item, "fixturenames", ()))
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m filtering, which needs the mark
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _here(item):
+        if _uses_engine(item):
             item.add_marker(pytest.mark.integration)
 
 
@@ -76,7 +79,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     needed = {
         _FIXTURE_ENGINE[name]
         for item in session.items
-        if _here(item)
+        if _uses_engine(item)
         for name in getattr(item, "fixturenames", ())
         if name in _FIXTURE_ENGINE
     }
