@@ -51,13 +51,12 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, str, str | None]]:
             say(f"using {engine} at ${var}={os.environ[var]}")
             yield engine, os.environ[var], args.api_key
             return
-    from .testing import ensure_llama_server, scripted_gguf, start_llama_server
+    from .testing import ensure_llama_server, start_llama_server
 
     say("no server configured: provisioning a local llama-server (the first run builds llama.cpp, ~7-12 min)")
     binary = ensure_llama_server()
-    model = args.model or scripted_gguf()
-    say(f"starting llama-server with {model}")
-    with start_llama_server(model, binary=binary) as server:
+    say(f"starting llama-server with {args.model or 'the scripted tiny model'}")
+    with start_llama_server(args.model, binary=binary) as server:
         print(f"   listening on {server.base_url} (log: {server.log_path})", flush=True)
         yield "llamacpp", server.base_url, None
 
