@@ -1,0 +1,16 @@
+"""LlamaIndex LLMs for self-hosted inference servers: :class:`TGI`, :class:`VLLM`, :class:`LlamaCpp`.
+
+>>> from llama_index.core import Settings
+>>> from integrations.llamaindex import LlamaCpp
+>>> Settings.llm = LlamaCpp()          # LLAMACPP_BASE_URL, or LlamaCpp("http://127.0.0.1:8080")
+
+All three are ``FunctionCallingLLM``s (and ``CustomLLM``s) sharing :class:`EngineLLM`: chat, completion,
+streaming and their async forms, tool calling (``FunctionAgent``), structured output through the engine's
+constrained decoding, callbacks/instrumentation with the server's token counts, and metadata (context window,
+model) read from the server on first use. Needs the ``llamaindex`` extra (``llama-index-core``).
+"""
+
+from ._base import EngineLLM
+from ._engines import TGI, VLLM, LlamaCpp
+
+__all__ = ["TGI", "VLLM", "EngineLLM", "LlamaCpp"]

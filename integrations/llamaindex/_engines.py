@@ -1,0 +1,75 @@
+"""The engine LLMs: each declares its client class and its engine's own sampling fields, nothing else."""
+
+from typing import ClassVar
+
+from llama_index.core.bridge.pydantic import Field
+
+from engine_clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
+
+from ._base import COMMON_PARAMS, EngineLLM
+
+__all__ = ["TGI", "VLLM", "LlamaCpp"]
+
+
+class TGI(EngineLLM):
+    """Hugging Face Text Generation Inference as a LlamaIndex LLM.
+
+    >>> from integrations.llamaindex import TGI
+    >>> llm = TGI("http://127.0.0.1:8080", max_tokens=256)   # or set TGI_BASE_URL
+    >>> print(llm.complete("Hello").text)
+
+    ``model`` is sent only per request (TGI reads it as a LoRA adapter id). ``top_k``,
+    ``repetition_penalty`` and ``typical_p`` apply to the native ``/generate`` route
+    (``complete(..., formatted=True)``): TGI's chat route does not take them.
+    """
+
+    client_class: ClassVar[type[BaseClient]] = TGIClient
+    chat_params: ClassVar[tuple[str, ...]] = (*COMMON_PARAMS, "tool_prompt")
+    text_params: ClassVar[tuple[str, ...]] = (*COMMON_PARAMS, "top_k", "repetition_penalty", "typical_p")
+
+    top_k: int | None = Field(default=None, description="Top-k sampling (native /generate route only).")
+    repetition_penalty: float | None = Field(
+        default=None, description="Repetition penalty (native /generate route only)."
+    )
+    typical_p: float | None = Field(default=None, description="Typical sampling mass (/generate only).")
+    tool_prompt: str | None = Field(
+        default=None, description="Text TGI puts before the tool definitions in tool-calling prompts."
+    )
+
+
+class VLLM(EngineLLM):
+    """vLLM's OpenAI-compatible server as a LlamaIndex LLM (``VLLM_BASE_URL``, ``VLLM_API_KEY``).
+
+    Tool calling needs the server started with ``--enable-auto-tool-choice --tool-call-parser ...``.
+    """
+
+    client_class: ClassVar[type[BaseClient]] = VLLMClient
+    chat_params: ClassVar[tuple[str, ...]] = (*COMMON_PARAMS, "top_k", "min_p", "repetition_penalty")
+    text_params: ClassVar[tuple[str, ...]] = chat_params
+
+    top_k: int | None = Field(default=None, description="Top-k sampling.")
+    min_p: float | None = Field(default=None, description="Min-p sampling.")
+    repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
+
+
+class LlamaCpp(EngineLLM):
+    """llama.cpp's llama-server as a LlamaIndex LLM (``LLAMACPP_BASE_URL``, ``LLAMACPP_API_KEY``).
+
+    Tool calling needs the server started with ``--jinja``. ``context_window`` is the per-slot context
+    (``n_ctx`` divided among ``--parallel`` slots), which is what a request actually gets.
+    """
+
+    client_class: ClassVar[type[BaseClient]] = LlamaCppClient
+    chat_params: ClassVar[tuple[str, ...]] = (
+        *COMMON_PARAMS,
+        "top_k",
+        "min_p",
+        "typical_p",
+        "repetition_penalty",
+    )
+    text_params: ClassVar[tuple[str, ...]] = chat_params
+
+    top_k: int | None = Field(default=None, description="Top-k sampling.")
+    min_p: float | None = Field(default=None, description="Min-p sampling.")
+    typical_p: float | None = Field(default=None, description="Locally typical sampling mass.")
+    repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
