@@ -1,0 +1,158 @@
+"""Conversions between LangChain objects and the engine layer's (engine-neutral) types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.messages.utils import convert_to_openai_messages
+from langchain_core.outputs import ChatGenerationChunk
+
+from engine_clients import Completion, End, Started, StreamEvent, Token, TokenLogprob, ToolCallDelta, Usage
+
+__all__ = [
+    "StreamConverter",
+    "completion_metadata",
+    "completion_to_message",
+    "logprobs_payload",
+    "to_openai_messages",
+    "usage_metadata",
+]
+
+
+def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """OpenAI-style message dicts: assistant tool calls as ``tool_calls`` (JSON-string arguments),
+    ``ToolMessage`` as ``role: tool`` + ``tool_call_id``, standard image blocks as ``image_url`` parts."""
+    out: list[dict[str, Any]] = convert_to_openai_messages(list(messages), text_format="string")
+    for m in out:
+        if m["role"] == "assistant" and isinstance(m.get("content"), list):
+            # Provider-specific blocks (thinking, tool_use, ...) are not something a chat template reads;
+            # the tool calls themselves are already in ``tool_calls``.
+            m["content"] = "".join(
+                b.get("text", "") for b in m["content"] if isinstance(b, dict) and b.get("type") == "text"
+            )
+    return out
+
+
+def usage_metadata(usage: Usage | None) -> UsageMetadata | None:
+    if usage is None:
+        return None
+    return UsageMetadata(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+    )
+
+
+def logprobs_payload(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """OpenAI's chat shape ``{"content": [{"token", "logprob", "top_logprobs": [...]}]}``, as ChatOpenAI
+    reports it in ``response_metadata["logprobs"]``."""
+    return {
+        "content": [
+            {
+                "token": lp.token,
+                "logprob": lp.logprob,
+                **({"id": lp.id} if lp.id is not None else {}),
+                "top_logprobs": [{"token": t.token, "logprob": t.logprob} for t in lp.top_logprobs],
+            }
+            for lp in logprobs
+        ]
+    }
+
+
+def completion_metadata(completion: Completion, model_name: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "finish_reason": completion.finish_reason,
+        "model_name": completion.model or model_name,
+    }
+    if completion.engine:
+        meta["engine"] = completion.engine
+    if completion.raw_finish_reason and completion.raw_finish_reason != completion.finish_reason:
+        meta["raw_finish_reason"] = completion.raw_finish_reason
+    if completion.logprobs is not None:
+        meta["logprobs"] = logprobs_payload(completion.logprobs)
+    return meta
+
+
+def completion_to_message(completion: Completion, model_name: str | None) -> AIMessage:
+    """An ``AIMessage``; tool calls whose arguments are not a JSON object go to ``invalid_tool_calls``."""
+    calls, invalid = [], []
+    for tc in completion.tool_calls:
+        if tc.arguments is not None:
+            calls.append(tool_call(name=tc.name, args=tc.arguments, id=tc.id))
+        else:
+            invalid.append(invalid_tool_call(name=tc.name, args=tc.raw_arguments, id=tc.id, error=tc.error))
+    return AIMessage(
+        content=completion.content,
+        tool_calls=calls,
+        invalid_tool_calls=invalid,
+        usage_metadata=usage_metadata(completion.usage),
+        response_metadata=completion_metadata(completion, model_name),
+        id=completion.id,
+    )
+
+
+class StreamConverter:
+    """Turns one stream's events into ``ChatGenerationChunk``s; the ``End`` event becomes the last chunk
+    (``chunk_position="last"``) carrying usage, finish reason and model name."""
+
+    def __init__(self, model_name: str | None, *, include_usage: bool = True) -> None:
+        self.model_name = model_name
+        self.include_usage = include_usage
+        self.id: str | None = None
+        self._announced: dict[int, tuple[bool, bool]] = {}  # index -> (id sent, name sent)
+
+    def feed(self, event: StreamEvent) -> ChatGenerationChunk | None:
+        if isinstance(event, Token):
+            return self._token(event)
+        if isinstance(event, ToolCallDelta):
+            return self._tool_delta(event)
+        if isinstance(event, End):
+            return self._end(event)
+        if isinstance(event, Started):
+            self.id = event.id
+            self.model_name = event.model or self.model_name
+        return None
+
+    def _token(self, event: Token) -> ChatGenerationChunk:
+        return ChatGenerationChunk(message=AIMessageChunk(content=event.text, id=self.id))
+
+    def _tool_delta(self, event: ToolCallDelta) -> ChatGenerationChunk:
+        had_id, had_name = self._announced.get(event.index, (False, False))
+        self._announced[event.index] = (had_id or event.id is not None, had_name or event.name is not None)
+        chunk = tool_call_chunk(name=event.name, args=event.arguments, id=event.id, index=event.index)
+        return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk], id=self.id))
+
+    def _end(self, event: End) -> ChatGenerationChunk:
+        completion = event.completion
+        self.id = completion.id or self.id
+        # Chunk fields concatenate on merge, so ids/names the deltas never carried (the engine layer made
+        # them up at the end, e.g. "call_0") are sent once here, and nothing already sent is repeated.
+        late = []
+        for tc in completion.tool_calls:
+            had_id, had_name = self._announced.get(tc.index, (False, False))
+            if tc.index not in self._announced:
+                late.append(tool_call_chunk(name=tc.name, args=tc.raw_arguments, id=tc.id, index=tc.index))
+            elif not (had_id and had_name):
+                late.append(
+                    tool_call_chunk(
+                        name=None if had_name else tc.name,
+                        args="",
+                        id=None if had_id else tc.id,
+                        index=tc.index,
+                    )
+                )
+        # Logprobs come whole with the last chunk: engines may pack several tokens' logprobs in one event.
+        meta = completion_metadata(completion, self.model_name)
+        message = AIMessageChunk(
+            content="",
+            tool_call_chunks=late,
+            usage_metadata=usage_metadata(completion.usage) if self.include_usage else None,
+            response_metadata=meta,
+            id=self.id,
+            chunk_position="last",
+        )
+        return ChatGenerationChunk(message=message)

@@ -1,0 +1,309 @@
+"""LangChain chat models for self-hosted engines: :class:`ChatTGI`, :class:`ChatVLLM`, :class:`ChatLlamaCpp`.
+
+One implementation (:class:`_BaseChatEngine`) over ``engine_clients``; the engine classes only name their
+client and declare their engine's own sampling fields. Every engine difference (wire fields, tool-choice
+emulation, grammar formats, error shapes) lives in ``engine_clients``.
+
+>>> from integrations.langchain import ChatLlamaCpp
+>>> llm = ChatLlamaCpp(base_url="http://127.0.0.1:8080", temperature=0)
+>>> for chunk in llm.stream("Hello"):
+...     print(chunk.content, end="")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import Annotated, Any, Literal, cast
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.base import OutputParserLike
+from langchain_core.output_parsers.openai_tools import PydanticToolsParser
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel
+
+from engine_clients import Completion, End, LlamaCppClient, TGIClient, VLLMClient
+
+from ._base import SAMPLING, EngineModelMixin
+from ._convert import StreamConverter, completion_to_message, to_openai_messages
+from ._params import LlamaCppParams, VLLMParams
+from .errors import translate_errors
+
+__all__ = ["ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
+
+_CALL_ARGS = ("tools", "tool_choice", "response_format", "model")
+_CHOICE_WORDS = ("auto", "none", "any", "required")
+StructuredMethod = Literal["json_schema", "function_calling", "json_mode"]
+
+
+class _BaseChatEngine(EngineModelMixin, BaseChatModel):
+    """Shared implementation of the engine chat models (see the module docstring)."""
+
+    presence_penalty: Annotated[float | None, SAMPLING] = None
+    streaming: bool = False
+    """Use the streaming route for ``invoke`` too (tokens reach callbacks as they arrive)."""
+    stream_usage: bool = True
+    """Attach ``usage_metadata`` to the last chunk of a stream."""
+
+    # -- identity / tracing --------------------------------------------------------------------------
+    @property
+    def _llm_type(self) -> str:
+        return f"{self.engine_name()}-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {**self._base_identifying_params(), **self._default_params}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        self._patch_ls_params(params, stop, kwargs)
+        return params
+
+    # -- generation ----------------------------------------------------------------------------------
+    def _chat_args(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        kwargs = dict(kwargs)
+        kwargs.pop("stream_usage", None)
+        return {"messages": to_openai_messages(messages), **self._request(stop, kwargs, _CALL_ARGS)}
+
+    def _result(self, completion: Completion, model_name: str | None) -> ChatResult:
+        message = completion_to_message(completion, model_name)
+        llm_output: dict[str, Any] = {"model_name": message.response_metadata.get("model_name")}
+        if completion.usage is not None:  # what callback handlers that count tokens read
+            llm_output["token_usage"] = dataclasses.asdict(completion.usage)
+        info = {"finish_reason": completion.finish_reason}
+        return ChatResult(
+            generations=[ChatGeneration(message=message, generation_info=info)], llm_output=llm_output
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        args = self._chat_args(messages, stop, kwargs)
+        with translate_errors():
+            completion = self.client.chat(**args)
+        # Model discovery after the answer: a request refused before sending costs no round trip.
+        return self._result(completion, args.get("model") or self._ensure_model())
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        args = self._chat_args(messages, stop, kwargs)
+        with translate_errors():
+            completion = await self.async_client.achat(**args)
+        return self._result(completion, args.get("model") or await self._aensure_model())
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        usage = kwargs.get("stream_usage", self.stream_usage)
+        args = self._chat_args(messages, stop, kwargs)
+        converter = StreamConverter(args.get("model"), include_usage=usage)
+        with translate_errors():
+            events = self.client.chat_stream(**args)
+            try:
+                for event in events:
+                    if isinstance(event, End):
+                        converter.model_name = (
+                            args.get("model") or self._ensure_model() or converter.model_name
+                        )
+                    chunk = converter.feed(event)
+                    if chunk is None:
+                        continue
+                    if run_manager:  # langchain-core's stream() reports tokens itself and passes none
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+            finally:
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        usage = kwargs.get("stream_usage", self.stream_usage)
+        args = self._chat_args(messages, stop, kwargs)
+        converter = StreamConverter(args.get("model"), include_usage=usage)
+        with translate_errors():
+            events = self.async_client.achat_stream(**args)
+            try:
+                async for event in events:
+                    if isinstance(event, End):
+                        model = args.get("model") or await self._aensure_model()
+                        converter.model_name = model or converter.model_name
+                    chunk = converter.feed(event)
+                    if chunk is None:
+                        continue
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+    # -- tools ---------------------------------------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[Mapping[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | Mapping[str, Any] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, functions, Pydantic classes, TypedDicts, OpenAI tool dicts).
+
+        ``tool_choice``: ``"auto"``, ``"none"``, ``"any"``/``"required"``/``True`` (must call a tool), a tool
+        name, or an OpenAI-style ``{"type": "function", "function": {"name": ...}}``. The engine layer maps
+        each onto what the engine supports (llama.cpp: a named choice sends only that tool, required).
+        """
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
+        if tool_choice is not None and tool_choice is not False:
+            _check_choice(tool_choice, [t["function"]["name"] for t in formatted])
+            kwargs["tool_choice"] = tool_choice
+        elif tool_choice is False:
+            kwargs["tool_choice"] = "none"
+        return super().bind(tools=formatted, **kwargs)
+
+    # -- structured output ---------------------------------------------------------------------------
+    def with_structured_output(
+        self,
+        schema: Mapping[str, Any] | type,
+        *,
+        method: StructuredMethod = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers parsed into ``schema`` (a Pydantic class, a TypedDict or a JSON schema dict).
+
+        ``method``:
+
+        * ``"json_schema"`` (default): the engine's constrained decoding (``response_format``), so the output
+          is schema-valid by construction;
+        * ``"function_calling"``: the schema as a forced tool call;
+        * ``"json_mode"``: any JSON object (describe the keys in the prompt). TGI has no JSON-object mode
+          and refuses it (``InvalidRequestError``): use ``"json_schema"`` there.
+
+        Pydantic schemas give Pydantic objects, others dicts; streaming yields growing partial results.
+        ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}`` instead of raising on bad output.
+        """
+        if kwargs:
+            raise ValueError(f"unsupported arguments {sorted(kwargs)}")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        llm: Runnable[LanguageModelInput, BaseMessage]
+        parser: OutputParserLike[Any]
+        ls_format = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        if method == "function_calling":
+            name = convert_to_openai_tool(schema)["function"]["name"]
+            llm = self.bind_tools(
+                [schema], tool_choice=name, strict=strict, ls_structured_output_format=ls_format
+            )
+            parser = (
+                PydanticToolsParser(tools=[cast(Any, schema)], first_tool_only=True)
+                if is_pydantic
+                else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+            )
+        elif method in ("json_schema", "json_mode"):
+            fmt = _response_format(schema, strict) if method == "json_schema" else {"type": "json_object"}
+            llm = self.bind(response_format=fmt, ls_structured_output_format=ls_format)
+            parser = (
+                PydanticOutputParser(pydantic_object=cast(Any, schema)) if is_pydantic else JsonOutputParser()
+            )
+        else:
+            raise ValueError(
+                f"method must be 'json_schema', 'function_calling' or 'json_mode', not {method!r}"
+            )
+        if not include_raw:
+            return llm | parser
+        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parse.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+def _check_choice(choice: str | bool | Mapping[str, Any], names: list[str]) -> None:
+    if isinstance(choice, str) and choice not in _CHOICE_WORDS and choice not in names:
+        raise ValueError(
+            f"tool_choice {choice!r} is neither {', '.join(_CHOICE_WORDS)} nor a bound tool {names}"
+        )
+
+
+def _response_format(schema: Mapping[str, Any] | type, strict: bool | None) -> dict[str, Any]:
+    """An OpenAI-style ``response_format``; the engine layer turns it into the engine's grammar."""
+    if isinstance(schema, Mapping) and schema.get("type") == "json_schema" and "json_schema" in schema:
+        return dict(schema)  # already a response_format
+    try:
+        fn = convert_to_openai_tool(schema, strict=strict)["function"]
+        name, body = fn["name"], fn.get("parameters") or {"type": "object", "properties": {}}
+    except (ValueError, TypeError, KeyError):  # an untitled JSON schema: use it as is
+        if not isinstance(schema, Mapping):
+            raise
+        name, body = str(schema.get("title") or "response"), dict(schema)
+    json_schema: dict[str, Any] = {"name": name, "schema": body}
+    if strict is not None:
+        json_schema["strict"] = strict
+    return {"type": "json_schema", "json_schema": json_schema}
+
+
+# ---- engines --------------------------------------------------------------------------------------------
+
+
+class ChatTGI(_BaseChatEngine):
+    """Chat model on Hugging Face Text Generation Inference's Messages API.
+
+    ``base_url`` / ``api_key`` default to ``$TGI_BASE_URL`` / ``$TGI_API_KEY``. TGI's chat route has no
+    ``top_k`` or repetition penalty (use :class:`~integrations.langchain.TGILLM` on ``/generate`` for
+    those), no JSON-object mode (``with_structured_output(method="json_mode")`` is refused), and refuses
+    ``response_format`` together with tools. A per-call ``model=...`` is sent as TGI's ``model`` field, which
+    TGI reads as a LoRA adapter id.
+    """
+
+    client_class = TGIClient
+
+    tool_prompt: Annotated[str | None, SAMPLING] = None
+    """Text TGI puts before the tool definitions in the prompt."""
+
+
+class ChatVLLM(VLLMParams, _BaseChatEngine):
+    """Chat model on vLLM's OpenAI-compatible server.
+
+    ``base_url`` / ``api_key`` default to ``$VLLM_BASE_URL`` / ``$VLLM_API_KEY``. Tool calling needs the
+    server started with ``--enable-auto-tool-choice --tool-call-parser ...``; vLLM does not make non-strict
+    tool arguments follow their schema, so such calls may land in ``invalid_tool_calls``.
+    """
+
+    client_class = VLLMClient
+
+
+class ChatLlamaCpp(LlamaCppParams, _BaseChatEngine):
+    """Chat model on llama.cpp's ``llama-server`` (start it with ``--jinja`` for tool calling).
+
+    ``base_url`` / ``api_key`` default to ``$LLAMACPP_BASE_URL`` / ``$LLAMACPP_API_KEY``.
+    """
+
+    client_class = LlamaCppClient

@@ -1,0 +1,157 @@
+"""Engine errors as LangChain errors.
+
+Every error the LangChain models raise is an ``engine_clients`` error that *also* inherits from the
+matching ``langchain_core.exceptions`` type, so code written against either package catches it::
+
+    from langchain_core.exceptions import ContextOverflowError
+    from engine_clients import ContextWindowExceededError
+
+    try:
+        llm.invoke(very_long_prompt)
+    except ContextOverflowError as exc:  # or: except ContextWindowExceededError
+        print(exc.prompt_tokens, exc.context_limit)
+
+LangChain's retry and fallback helpers read ``is_retryable`` (true for rate limits, timeouts, connection
+and server errors), and middleware such as summarization looks for ``ContextOverflowError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from langchain_core.exceptions import (
+    ContextOverflowError,
+    ModelAPIError,
+    ModelAuthenticationError,
+    ModelConnectionError,
+    ModelError,
+    ModelInvalidRequestError,
+    ModelNotFoundError,
+    ModelPermissionDeniedError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
+
+import engine_clients.errors as ec
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "EngineError",
+    "EngineUnavailableError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "StreamError",
+    "StreamTimeoutError",
+    "TimeoutError",
+    "to_langchain_error",
+    "translate_errors",
+]
+
+
+class EngineError(ec.EngineError, ModelError):
+    """Any engine failure without a more specific type."""
+
+
+class InvalidRequestError(ec.InvalidRequestError, ModelInvalidRequestError):
+    """Refused before sending (unsupported parameter or format for this engine). Also a ``ValueError``."""
+
+
+class BadRequestError(ec.BadRequestError, ModelInvalidRequestError):
+    """The engine refused the request (HTTP 400/422)."""
+
+
+class ContextWindowExceededError(ec.ContextWindowExceededError, ContextOverflowError):
+    """The prompt (plus requested output) does not fit the context window."""
+
+
+class AuthenticationError(ec.AuthenticationError, ModelAuthenticationError):
+    """Missing or wrong API key (HTTP 401)."""
+
+
+class PermissionDeniedError(ec.PermissionDeniedError, ModelPermissionDeniedError):
+    """The key is not allowed (HTTP 403)."""
+
+
+class NotFoundError(ec.NotFoundError, ModelNotFoundError):
+    """Route or model not found (HTTP 404)."""
+
+
+class RateLimitError(ec.RateLimitError, ModelRateLimitError):
+    """Overloaded or rate limited (HTTP 429); retryable."""
+
+
+class InternalServerError(ec.InternalServerError, ModelAPIError):
+    """The engine failed while handling the request (HTTP 5xx); retryable."""
+
+
+class EngineUnavailableError(ec.EngineUnavailableError, ModelConnectionError):
+    """Nothing answered, or the engine is loading (502/503/504); retryable."""
+
+
+class MalformedResponseError(ec.MalformedResponseError, ModelAPIError):
+    """The engine answered something unreadable."""
+
+
+class TimeoutError(ec.TimeoutError, ModelTimeoutError):
+    """A time limit was reached; retryable. Also a builtin ``TimeoutError``."""
+
+
+class StreamError(ec.StreamError, ModelAPIError):
+    """A stream broke after output began; ``partial_text``/``partial_tool_calls`` hold what arrived."""
+
+
+class StreamTimeoutError(ec.StreamTimeoutError, ModelTimeoutError):
+    """No stream chunk arrived within the inter-chunk timeout."""
+
+
+# Most specific engine class first: lookup walks the raised error's MRO.
+_MAP: dict[type[ec.EngineError], type[ec.EngineError]] = {
+    ec.StreamTimeoutError: StreamTimeoutError,
+    ec.StreamError: StreamError,
+    ec.ContextWindowExceededError: ContextWindowExceededError,
+    ec.BadRequestError: BadRequestError,
+    ec.InvalidRequestError: InvalidRequestError,
+    ec.PermissionDeniedError: PermissionDeniedError,
+    ec.AuthenticationError: AuthenticationError,
+    ec.NotFoundError: NotFoundError,
+    ec.RateLimitError: RateLimitError,
+    ec.InternalServerError: InternalServerError,
+    ec.EngineUnavailableError: EngineUnavailableError,
+    ec.MalformedResponseError: MalformedResponseError,
+    ec.TimeoutError: TimeoutError,
+    ec.EngineError: EngineError,
+}
+_CONVERTED = frozenset(_MAP.values())
+
+
+def to_langchain_error(err: ec.EngineError) -> ec.EngineError:
+    """The same error (message, attributes, cause, traceback) as the class that is also a LangChain error."""
+    if type(err) in _CONVERTED:
+        return err
+    target = next((_MAP[c] for c in type(err).__mro__ if c in _MAP), EngineError)
+    new = target.__new__(target)
+    Exception.__init__(new, *err.args)
+    new.__dict__.update(err.__dict__)  # status_code, engine, body, partial_text, prompt_tokens, ...
+    new.__cause__ = err.__cause__
+    new.__context__ = err.__context__
+    new.__suppress_context__ = err.__suppress_context__
+    return new.with_traceback(err.__traceback__)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise engine errors as their LangChain-compatible subclasses (also around generator bodies)."""
+    try:
+        yield
+    except ec.EngineError as err:
+        converted = to_langchain_error(err)
+        if converted is err:
+            raise
+        raise converted from err.__cause__

@@ -1,0 +1,226 @@
+"""LangChain text-completion LLMs on each engine's native text route (no chat template):
+:class:`TGILLM` (``/generate``), :class:`VLLMLLM` (``/v1/completions``) and
+:class:`LlamaCppLLM` (``/completion``).
+
+>>> from integrations.langchain import LlamaCppLLM
+>>> LlamaCppLLM(base_url="http://127.0.0.1:8080", max_tokens=16).invoke("Once upon a time")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LangSmithParams
+from langchain_core.language_models.llms import LLM
+from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+
+from engine_clients import Completion, End, LlamaCppClient, TGIClient, Token, VLLMClient
+
+from ._base import SAMPLING, EngineModelMixin
+from ._convert import logprobs_payload
+from ._params import LlamaCppParams, VLLMParams
+from .errors import translate_errors
+
+__all__ = ["TGILLM", "VLLMLLM", "LlamaCppLLM"]
+
+_CALL_ARGS = ("response_format", "model")
+
+
+def _info(completion: Completion, model_name: str | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "finish_reason": completion.finish_reason,
+        "model_name": completion.model or model_name,
+    }
+    if completion.usage is not None:
+        info["token_usage"] = dataclasses.asdict(completion.usage)
+    if completion.logprobs is not None:
+        info["logprobs"] = logprobs_payload(completion.logprobs)
+    return info
+
+
+class _BaseEngineLLM(EngineModelMixin, LLM):
+    """Shared implementation of the engine text-completion LLMs.
+
+    ``response_format`` may be passed per call (a Pydantic class, a JSON schema, ``Regex``/``Grammar``
+    from ``engine_clients``) to constrain the output on engines that support it.
+    """
+
+    @property
+    def _llm_type(self) -> str:
+        return self.engine_name()
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {**self._base_identifying_params(), **self._default_params}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        self._patch_ls_params(params, stop, kwargs)
+        return params
+
+    @staticmethod
+    def _usage(gens: list[list[Generation]], model_name: str | None) -> dict[str, Any]:
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for (g,) in gens:
+            for k, v in ((g.generation_info or {}).get("token_usage") or {}).items():
+                totals[k] += v
+        return {"token_usage": totals, "model_name": model_name}
+
+    # -- sync --
+    def _complete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> Generation:
+        args = self._request(stop, kwargs, _CALL_ARGS)
+        with translate_errors():
+            completion = self.client.generate(prompt, **args)
+        # Model discovery after the answer: a request refused before sending costs no round trip.
+        model_name = args.get("model") or self._ensure_model()
+        return Generation(text=completion.content, generation_info=_info(completion, model_name))
+
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        return self._complete(prompt, stop, kwargs).text
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        gens = [[self._complete(p, stop, kwargs)] for p in prompts]
+        return LLMResult(generations=gens, llm_output=self._usage(gens, self.model_name))
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        args = self._request(stop, kwargs, _CALL_ARGS)
+        with translate_errors():
+            events = self.client.generate_stream(prompt, **args)
+            try:
+                for event in events:
+                    model_name = None
+                    if isinstance(event, End):
+                        model_name = args.get("model") or self._ensure_model()
+                    chunk = _chunk(event, model_name)
+                    if chunk is None:
+                        continue
+                    if run_manager:
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+            finally:
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
+
+    # -- async --
+    async def _acomplete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> Generation:
+        args = self._request(stop, kwargs, _CALL_ARGS)
+        with translate_errors():
+            completion = await self.async_client.agenerate(prompt, **args)
+        model_name = args.get("model") or await self._aensure_model()
+        return Generation(text=completion.content, generation_info=_info(completion, model_name))
+
+    async def _acall(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        return (await self._acomplete(prompt, stop, kwargs)).text
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        results = await asyncio.gather(*(self._acomplete(p, stop, kwargs) for p in prompts))
+        gens = [[g] for g in results]
+        return LLMResult(generations=gens, llm_output=self._usage(gens, self.model_name))
+
+    async def _astream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        args = self._request(stop, kwargs, _CALL_ARGS)
+        with translate_errors():
+            events = self.async_client.agenerate_stream(prompt, **args)
+            try:
+                async for event in events:
+                    model_name = None
+                    if isinstance(event, End):
+                        model_name = args.get("model") or await self._aensure_model()
+                    chunk = _chunk(event, model_name)
+                    if chunk is None:
+                        continue
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+
+def _chunk(event: Any, model_name: str | None) -> GenerationChunk | None:
+    if isinstance(event, Token):
+        return GenerationChunk(text=event.text)
+    if isinstance(event, End):
+        return GenerationChunk(text="", generation_info=_info(event.completion, model_name))
+    return None
+
+
+class TGILLM(_BaseEngineLLM):
+    """Text completion on TGI's native ``/generate`` route. Env: ``TGI_BASE_URL``, ``TGI_API_KEY``."""
+
+    client_class = TGIClient
+
+    top_k: Annotated[int | None, SAMPLING] = None
+    repetition_penalty: Annotated[float | None, SAMPLING] = None
+    typical_p: Annotated[float | None, SAMPLING] = None
+    truncate: Annotated[int | None, SAMPLING] = None
+    """Keep only the last ``truncate`` prompt tokens."""
+    watermark: Annotated[bool | None, SAMPLING] = None
+    decoder_input_details: Annotated[bool | None, SAMPLING] = None
+    top_n_tokens: Annotated[int | None, SAMPLING] = None
+    do_sample: Annotated[bool | None, SAMPLING] = None
+    best_of: Annotated[int | None, SAMPLING] = None
+    return_full_text: Annotated[bool | None, SAMPLING] = None
+    adapter_id: Annotated[str | None, SAMPLING] = None
+    """LoRA adapter to generate with."""
+    grammar: Annotated[dict[str, Any] | None, SAMPLING] = None
+    """TGI grammar object ``{"type": "json" | "regex", "value": ...}`` constraining every answer."""
+
+
+class VLLMLLM(VLLMParams, _BaseEngineLLM):
+    """Text completion on vLLM's ``/v1/completions``. Env: ``VLLM_BASE_URL``, ``VLLM_API_KEY``."""
+
+    client_class = VLLMClient
+
+    presence_penalty: Annotated[float | None, SAMPLING] = None
+
+
+class LlamaCppLLM(LlamaCppParams, _BaseEngineLLM):
+    """Text completion on llama-server's native ``/completion``. Env: ``LLAMACPP_BASE_URL``,
+    ``LLAMACPP_API_KEY``."""
+
+    client_class = LlamaCppClient
+
+    presence_penalty: Annotated[float | None, SAMPLING] = None

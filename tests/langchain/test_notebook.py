@@ -1,0 +1,40 @@
+"""The LangChain quickstart notebook runs top to bottom against a real llama-server (nbclient)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from engine_clients.testing import EngineServer
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "langchain_quickstart.ipynb"
+
+
+def test_notebook_is_committed_without_outputs() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code
+    assert all(not c.outputs and c.execution_count is None for c in code)
+
+
+def test_notebook_runs(llama_server: EngineServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMACPP_BASE_URL", llama_server.base_url)  # the kernel inherits the environment
+    monkeypatch.delenv("LLAMACPP_API_KEY", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    text = "\n".join(
+        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+    )
+    assert "Hello world." in text  # the scripted model's streamed answer
+    assert "finish reason: stop" in text
+    assert "tool call: get_weather" in text
+    assert "Person(name=" in text
+    assert "too long:" in text

@@ -1,0 +1,105 @@
+"""langchain-tests' standard integration suite against real engines running a tiny *scripted* model.
+
+The scripted model answers plain chat with " Hello world.", makes a tool call when one is required and
+writes schema-valid JSON under a response_format, but it cannot read a prompt: tests that need it to (take
+argument values from the question, call a tool unprompted, pick JSON keys described in words) are xfailed,
+each with its reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from engine_clients.testing import EngineServer
+from integrations.langchain import ChatLlamaCpp, ChatVLLM
+
+pytestmark = pytest.mark.integration
+
+ARGS_FROM_PROMPT = "the scripted model cannot read argument values from the prompt (it sends placeholders)"
+UNPROMPTED_TOOL = "with tool_choice='auto' the scripted model answers text; it cannot decide to call a tool"
+JSON_KEYS_FROM_PROMPT = "json_mode fixes no schema: the scripted model cannot take the keys from the prompt"
+VLLM_LOOSE_ARGS = (
+    "vLLM does not constrain non-strict tool arguments to the schema and the scripted model writes "
+    "{'a': 'a'} (schema-following arguments need a model that reads the tool definition)"
+)
+both_outputs = pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+
+
+class _Base(ChatModelIntegrationTests):
+    server_fixture = ""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, request: pytest.FixtureRequest) -> None:
+        self.server: EngineServer = request.getfixturevalue(self.server_fixture)
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        # No model: it is discovered from the server, which the usage tests then see as model_name.
+        return {"base_url": self.server.base_url, "temperature": 0, "max_tokens": 256}
+
+    @property
+    def model_override_value(self) -> str | None:
+        # One served model: the "override" names it explicitly where the instance discovered it.
+        return self.server.model
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def supports_anthropic_inputs(self) -> bool:
+        return True  # tool_use / thinking blocks and Anthropic-style tools are converted
+
+    @both_outputs
+    @pytest.mark.xfail(reason=ARGS_FROM_PROMPT)
+    def test_tool_calling(self, model: BaseChatModel) -> None:
+        super().test_tool_calling(model)
+
+    @pytest.mark.xfail(reason=ARGS_FROM_PROMPT)
+    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(reason=ARGS_FROM_PROMPT)
+    def test_unicode_tool_call_integration(
+        self, model: BaseChatModel, *, tool_choice: str | None = None, force_tool_call: bool = True
+    ) -> None:
+        super().test_unicode_tool_call_integration(
+            model, tool_choice=tool_choice, force_tool_call=force_tool_call
+        )
+
+    @both_outputs
+    @pytest.mark.xfail(reason=UNPROMPTED_TOOL)
+    def test_agent_loop(self, model: BaseChatModel) -> None:
+        super().test_agent_loop(model)
+
+    @pytest.mark.xfail(reason=JSON_KEYS_FROM_PROMPT)
+    def test_json_mode(self, model: BaseChatModel) -> None:
+        super().test_json_mode(model)
+
+
+class TestChatLlamaCppIntegration(_Base):
+    server_fixture = "llama_server"
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatLlamaCpp
+
+
+class TestChatVLLMIntegration(_Base):
+    server_fixture = "vllm_server"
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatVLLM
+
+    @pytest.mark.xfail(reason=VLLM_LOOSE_ARGS)
+    def test_bind_runnables_as_tools(self, model: BaseChatModel) -> None:
+        super().test_bind_runnables_as_tools(model)
+
+    @pytest.mark.xfail(reason=VLLM_LOOSE_ARGS)
+    def test_tool_calling_with_no_arguments(self, model: BaseChatModel) -> None:
+        super().test_tool_calling_with_no_arguments(model)
