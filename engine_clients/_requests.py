@@ -125,7 +125,15 @@ def normalize_tools(tools: Sequence[ToolInput] | None) -> list[Tool]:
         if not isinstance(fn, Mapping) or not fn.get("name"):
             raise InvalidRequestError(f"tool without a function name: {dict(t)!r}")
         params = fn.get("parameters") or {"type": "object", "properties": {}}
-        out.append(Tool(name=str(fn["name"]), description=fn.get("description"), parameters=dict(params)))
+        strict = fn.get("strict")
+        out.append(
+            Tool(
+                name=str(fn["name"]),
+                description=fn.get("description"),
+                parameters=dict(params),
+                strict=strict if isinstance(strict, bool) else None,
+            )
+        )
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise InvalidRequestError(f"duplicate tool names: {names}")

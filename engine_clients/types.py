@@ -94,6 +94,8 @@ class Tool:
     name: str
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+    """Ask the engine to hold arguments to ``parameters`` (vLLM does only then; TGI always constrains)."""
 
 
 ToolInput: TypeAlias = "Tool | Mapping[str, Any]"

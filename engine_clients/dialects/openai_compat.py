@@ -81,6 +81,8 @@ class OpenAICompatDialect(Dialect):
         fn: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
         if tool.description is not None:
             fn["description"] = tool.description
+        if tool.strict is not None:
+            fn["strict"] = tool.strict
         return {"type": "function", "function": fn}
 
     def apply_tools(

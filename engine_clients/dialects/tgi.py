@@ -111,10 +111,9 @@ class TGIDialect(OpenAICompatDialect):
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for m in messages:
-            if m.get("tool_calls") and not m.get("content"):
-                m = {
-                    k: v for k, v in m.items() if k != "content"
-                }  # the spec's message is content XOR tool_calls
+            if m.get("tool_calls"):
+                # TGI's message is content XOR tool_calls: text spoken before a call is dropped from history
+                m = {k: v for k, v in m.items() if k != "content"}
             out.append(m)
         return out
 

@@ -311,3 +311,17 @@ def test_model_field() -> None:
     # TGI reads model as a LoRA adapter id: only sent when asked per request
     assert "model" not in TGIClient("http://x", model="m").build_chat("hi").json
     assert TGI.build_chat("hi", model="adapter").json["model"] == "adapter"
+
+
+def test_tool_strict_flag() -> None:
+    strict_tool = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    assert VLLM.build_chat("hi", tools=[strict_tool]).json["tools"][0]["function"]["strict"] is True
+    assert LLAMA.build_chat("hi", tools=[strict_tool]).json["tools"][0]["function"]["strict"] is True
+    assert "strict" not in TGI.build_chat("hi", tools=[strict_tool]).json["tools"][0]["function"]  # not in TGI's spec
+    assert "strict" not in VLLM.build_chat("hi", tools=[WEATHER]).json["tools"][0]["function"]
+
+
+def test_tgi_assistant_text_with_tool_calls_keeps_the_calls() -> None:
+    call = {"id": "0", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    msg = TGI.build_chat([{"role": "user", "content": "x"}, {"role": "assistant", "content": "Let me check.", "tool_calls": [call]}]).json["messages"][1]
+    assert msg == {"role": "assistant", "tool_calls": [call]}
