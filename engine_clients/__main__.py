@@ -110,7 +110,7 @@ def run_langchain(engine: str, url: str, api_key: str | None) -> None:
     message = model.bind_tools([get_weather], tool_choice="get_weather").invoke(
         "What's the weather in Paris?"
     )
-    for call in message.tool_calls:  # type: ignore[attr-defined]
+    for call in message.tool_calls:
         print(f"   {call['name']}({json.dumps(call['args'])}) -> {get_weather(**call['args'])}")
 
     class City(BaseModel):
