@@ -6,6 +6,8 @@
 """
 
 from ._clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
+from ._detect import EngineDetectionError, aconnect, adetect_engine, connect, detect_engine
+from ._pool import EnginePool, Percentiles, PoolExhaustedError, PoolStats, ReplicaStats
 from ._transport import Timeouts
 from .errors import (
     AuthenticationError,
@@ -56,8 +58,10 @@ __all__ = [
     "Completion",
     "ContextWindowExceededError",
     "End",
+    "EngineDetectionError",
     "EngineError",
     "EngineInfo",
+    "EnginePool",
     "EngineUnavailableError",
     "FinishReason",
     "Grammar",
@@ -69,9 +73,13 @@ __all__ = [
     "LlamaCppClient",
     "MalformedResponseError",
     "NotFoundError",
+    "Percentiles",
     "PermissionDeniedError",
+    "PoolExhaustedError",
+    "PoolStats",
     "RateLimitError",
     "Regex",
+    "ReplicaStats",
     "Started",
     "StreamError",
     "StreamEvent",
@@ -88,4 +96,8 @@ __all__ = [
     "TopLogprob",
     "Usage",
     "VLLMClient",
+    "aconnect",
+    "adetect_engine",
+    "connect",
+    "detect_engine",
 ]

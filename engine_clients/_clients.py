@@ -179,6 +179,12 @@ class BaseClient:
         )
         return self.dialect.build_generate(req, stream)
 
+    def affinity_params(self, slot: int) -> dict[str, Any]:
+        """Sampling parameters that keep one session's prompt cache warm on this server, for session
+        affinity in :class:`EnginePool` (``slot`` is the session's stable slot number on this replica).
+        Empty by default: the engine needs nothing beyond being sent to the same replica."""
+        return {}
+
     def _decoder(self, http: HttpRequest, chat: bool, model: str | None) -> Any:
         decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
         if model:
@@ -443,3 +449,8 @@ class LlamaCppClient(BaseClient):
 
     dialect_class = LlamaCppDialect
     env_prefix = "LLAMACPP"
+
+    def affinity_params(self, slot: int) -> dict[str, Any]:
+        """Pin the session to one llama-server slot and reuse its KV cache (``id_slot``, ``cache_prompt``);
+        a negative ``slot`` lets the server choose (it picks the slot with the most similar cached prompt)."""
+        return {"id_slot": slot, "cache_prompt": True} if slot >= 0 else {"cache_prompt": True}

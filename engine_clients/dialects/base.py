@@ -6,6 +6,7 @@ SSE event) into typed results, events or errors. It performs no I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -43,7 +44,11 @@ from ..types import (
     Usage,
 )
 
-__all__ = ["HttpRequest", "StreamDecoder", "loads", "status_error"]
+__all__ = ["SHAPE_ERRORS", "HttpRequest", "StreamDecoder", "loads", "status_error"]
+
+# What reading an answer of an unexpected shape raises (a list where an object was due, a missing key, ...);
+# dialect entry points turn these into MalformedResponseError so only typed errors leave the package.
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 try:  # optional accelerator: the stream hot path is mostly JSON decoding
     import orjson
@@ -91,8 +96,8 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-def normalize_finish(raw: str | None, has_tool_calls: bool) -> FinishReason:
-    norm = _FINISH.get(raw, "unknown") if raw else "stop"
+def normalize_finish(raw: Any, has_tool_calls: bool) -> FinishReason:
+    norm = (_FINISH.get(raw, "unknown") if isinstance(raw, str) else "unknown") if raw else "stop"
     # TGI answers tool calls with "stop" (or nothing at all in streams); vLLM's named choice with "stop".
     if has_tool_calls and norm in ("stop", "unknown"):
         return "tool_calls"
@@ -120,16 +125,33 @@ def parse_openai_logprobs(obj: Any) -> list[TokenLogprob]:
     """Chat logprobs ``{"content": [{"token", "logprob", "top_logprobs": [...]}]}``."""
     items = obj.get("content") if isinstance(obj, Mapping) else None
     out: list[TokenLogprob] = []
-    for it in items or ():
+    for it in items if isinstance(items, list) else ():
         if not isinstance(it, Mapping):
             continue
-        tops = [
-            TopLogprob(str(t.get("token", "")), _float(t.get("logprob")))
-            for t in it.get("top_logprobs") or ()
-            if isinstance(t, Mapping)
-        ]
-        out.append(TokenLogprob(str(it.get("token", "")), _float(it.get("logprob")), top_logprobs=tops))
+        out.append(
+            TokenLogprob(str(it.get("token", "")), _float(it.get("logprob")), top_logprobs=top_list(it))
+        )
     return out
+
+
+def top_list(item: Mapping[str, Any], key: str = "top_logprobs", text: str = "token") -> list[TopLogprob]:
+    tops = item.get(key)
+    if not isinstance(tops, list):
+        return []
+    return [
+        TopLogprob(str(t.get(text, "")), _float(t.get("logprob"))) for t in tops if isinstance(t, Mapping)
+    ]
+
+
+def text_of(content: Any) -> str:
+    """Message text: a string, OpenAI-style content parts joined, or "" when absent."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+        )
+    raise MalformedResponseError(f"message content is a JSON {type(content).__name__}", body=content)
 
 
 # ---- errors ---------------------------------------------------------------------------------------
@@ -319,11 +341,47 @@ class StreamDecoder:
         return self.cut(f"the engine reported an error mid-stream: {err.message}", err)
 
 
+_GUARDED = ("parse_chat", "parse_generate", "parse_info", "parse_tokenize")
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def guarded(self: Dialect, *args: Any) -> Any:
+        try:
+            return fn(self, *args)
+        except EngineError:
+            raise
+        except SHAPE_ERRORS as exc:
+            raise self.malformed(exc, args[0] if args else None) from None
+
+    guarded.__guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
 class Dialect:
-    """Base of all dialects. Subclasses set ``engine`` and implement the operations they support."""
+    """Base of all dialects. Subclasses set ``engine`` and implement the operations they support.
+
+    The parse methods of every subclass are guarded: an answer of an unexpected shape raises
+    :class:`MalformedResponseError`, never a ``KeyError``/``TypeError`` from inside the codec.
+    """
 
     engine: ClassVar[str] = ""
     health_path: ClassVar[str] = "/health"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _GUARDED:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__guarded__", False):
+                setattr(cls, name, _guard(fn))
+
+    def malformed(self, exc: BaseException, data: Any = None) -> MalformedResponseError:
+        body = _clip(data) if isinstance(data, bytes | str) else data
+        return MalformedResponseError(
+            f"unexpected answer shape from {self.engine}: {type(exc).__name__}: {exc}",
+            engine=self.engine,
+            body=body,
+        )
 
     def __init__(self, model: str | None = None) -> None:
         self.model = model

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from .._requests import GenerateRequest, NamedToolChoice
 from .._sse import SSEEvent
-from ..errors import MalformedResponseError
+from ..errors import EngineError, MalformedResponseError
 from ..types import (
     Completion,
     EngineInfo,
@@ -29,7 +29,7 @@ from ..types import (
     TopLogprob,
     Usage,
 )
-from .base import HttpRequest, StreamDecoder, _float, _int, first_int, loads
+from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads
 from .openai_compat import COMMON_CHAT_PARAMS, OpenAICompatDialect, _maybe_json
 
 __all__ = ["LlamaCppDialect"]
@@ -128,10 +128,8 @@ class LlamaCppDialect(OpenAICompatDialect):
         found = first_int(_CTX, message)
         if found:
             return found[0], found[1]
-        if (
-            "exceeds the available context size" in message
-            or ("context size" in message
-            and "exceed" in message)
+        if "exceeds the available context size" in message or (
+            "context size" in message and "exceed" in message
         ):
             return None, None
         return None
@@ -199,35 +197,40 @@ class NativeCompletionStreamDecoder(StreamDecoder):
     """``/completion`` streams: partial objects with ``"stop": false``, a final one with ``"stop": true``."""
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        if event.event == "error":
-            raise self.fail(self.dialect.event_error(_maybe_json(event.data)))
-        if event.data == b"[DONE]":
-            return [] if self.done else [self.end()]
-        obj = loads(event.data)
-        if not isinstance(obj, Mapping):
-            raise MalformedResponseError("unexpected /completion stream event", body=obj)
-        if obj.get("error"):
-            raise self.fail(self.dialect.event_error(obj))
-        out: list[StreamEvent] = []
-        if not self.started:
-            self.start(out, obj.get("model"))
-        text = obj.get("content")
-        if text and isinstance(text, str):
-            probs = parse_probs(obj.get("completion_probabilities"))
-            if probs and len(probs) == 1:
-                self.token(out, text, probs[0].id, probs[0].logprob, probs[0].top_logprobs)
-            else:
-                self.token(out, text)
-        if obj.get("stop") is True:
-            model = obj.get("model")
-            if isinstance(model, str) and model:
-                self.model = model
-            raw = obj.get("stop_type")
-            self.raw_finish = raw if isinstance(raw, str) else None
-            p, c = _int(obj.get("tokens_evaluated")), _int(obj.get("tokens_predicted"))
-            self.usage = Usage(p, c, p + c)
-            self.finished = True
-            end = self.end()
-            end.completion.finish_reason = _STOP_TYPE.get(self.raw_finish or "", "stop")
-            out.append(end)
-        return out
+        try:
+            if event.event == "error":
+                raise self.fail(self.dialect.event_error(_maybe_json(event.data)))
+            if event.data == b"[DONE]":
+                return [] if self.done else [self.end()]
+            obj = loads(event.data)
+            if not isinstance(obj, Mapping):
+                raise MalformedResponseError("unexpected /completion stream event", body=obj)
+            if obj.get("error"):
+                raise self.fail(self.dialect.event_error(obj))
+            out: list[StreamEvent] = []
+            if not self.started:
+                self.start(out, obj.get("model"))
+            text = obj.get("content")
+            if text and isinstance(text, str):
+                probs = parse_probs(obj.get("completion_probabilities"))
+                if probs and len(probs) == 1:
+                    self.token(out, text, probs[0].id, probs[0].logprob, probs[0].top_logprobs)
+                else:
+                    self.token(out, text)
+            if obj.get("stop") is True:
+                model = obj.get("model")
+                if isinstance(model, str) and model:
+                    self.model = model
+                raw = obj.get("stop_type")
+                self.raw_finish = raw if isinstance(raw, str) else None
+                p, c = _int(obj.get("tokens_evaluated")), _int(obj.get("tokens_predicted"))
+                self.usage = Usage(p, c, p + c)
+                self.finished = True
+                end = self.end()
+                end.completion.finish_reason = _STOP_TYPE.get(self.raw_finish or "", "stop")
+                out.append(end)
+            return out
+        except EngineError:
+            raise
+        except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
+            raise self.fail(self.dialect.malformed(exc, data=event.data)) from None

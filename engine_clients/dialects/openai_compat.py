@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from .._requests import ChatRequest, GenerateRequest, NamedToolChoice, build_tool_call
 from .._sse import SSEEvent
-from ..errors import MalformedResponseError
+from ..errors import EngineError, MalformedResponseError
 from ..types import (
     Completion,
     EngineInfo,
@@ -22,6 +22,7 @@ from ..types import (
     TopLogprob,
 )
 from .base import (
+    SHAPE_ERRORS,
     Dialect,
     HttpRequest,
     StreamDecoder,
@@ -30,6 +31,7 @@ from .base import (
     normalize_finish,
     parse_openai_logprobs,
     parse_usage,
+    text_of,
 )
 
 __all__ = ["ChatStreamDecoder", "CompletionsStreamDecoder", "OpenAICompatDialect"]
@@ -122,28 +124,23 @@ class OpenAICompatDialect(Dialect):
             body[wire] = value
 
     def parse_chat(self, body: Any) -> Completion:
-        try:
-            choice = body["choices"][0]
-            msg = choice["message"]
-            raw_calls = msg.get("tool_calls") or []
-            calls = [self.parse_tool_call(i, tc) for i, tc in enumerate(raw_calls)]
-            raw_finish = choice.get("finish_reason")
-            logprobs = parse_openai_logprobs(choice.get("logprobs")) if choice.get("logprobs") else None
-            return Completion(
-                content=msg.get("content") or "",
-                finish_reason=normalize_finish(raw_finish, bool(calls)),
-                raw_finish_reason=raw_finish,
-                tool_calls=calls,
-                usage=parse_usage(body.get("usage")),
-                model=body.get("model") or self.model,
-                id=body.get("id") or None,
-                logprobs=logprobs,
-                engine=self.engine,
-            )
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"unexpected chat response shape from {self.engine}: {exc!r}", engine=self.engine, body=body
-            ) from None
+        choice = body["choices"][0]
+        msg = choice["message"]
+        raw_calls = msg.get("tool_calls") or []
+        calls = [self.parse_tool_call(i, tc) for i, tc in enumerate(raw_calls)]
+        raw_finish = choice.get("finish_reason")
+        logprobs = parse_openai_logprobs(choice.get("logprobs")) if choice.get("logprobs") else None
+        return Completion(
+            content=text_of(msg.get("content")),
+            finish_reason=normalize_finish(raw_finish, bool(calls)),
+            raw_finish_reason=raw_finish,
+            tool_calls=calls,
+            usage=parse_usage(body.get("usage")),
+            model=body.get("model") or self.model,
+            id=body.get("id") or None,
+            logprobs=logprobs,
+            engine=self.engine,
+        )
 
     def parse_tool_call(self, index: int, tc: Mapping[str, Any]) -> Any:
         fn = tc.get("function") or {}
@@ -171,23 +168,18 @@ class OpenAICompatDialect(Dialect):
         raise self.unsupported(f"{type(fmt).__name__} output constraints on completions")
 
     def parse_generate(self, body: Any) -> Completion:
-        try:
-            choice = body["choices"][0]
-            raw_finish = choice.get("finish_reason")
-            return Completion(
-                content=choice.get("text") or "",
-                finish_reason=normalize_finish(raw_finish, False),
-                raw_finish_reason=raw_finish,
-                usage=parse_usage(body.get("usage")),
-                model=body.get("model") or self.model,
-                id=body.get("id") or None,
-                logprobs=parse_completion_logprobs(choice.get("logprobs")),
-                engine=self.engine,
-            )
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"unexpected completion shape from {self.engine}: {exc!r}", engine=self.engine, body=body
-            ) from None
+        choice = body["choices"][0]
+        raw_finish = choice.get("finish_reason")
+        return Completion(
+            content=text_of(choice.get("text")),
+            finish_reason=normalize_finish(raw_finish, False),
+            raw_finish_reason=raw_finish,
+            usage=parse_usage(body.get("usage")),
+            model=body.get("model") or self.model,
+            id=body.get("id") or None,
+            logprobs=parse_completion_logprobs(choice.get("logprobs")),
+            engine=self.engine,
+        )
 
     def generate_stream_decoder(self) -> StreamDecoder:
         return CompletionsStreamDecoder(self, self.model)
@@ -239,48 +231,53 @@ class ChatStreamDecoder(StreamDecoder):
     """``chat.completion.chunk`` events, ``[DONE]``, and error objects inside the stream."""
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        data = event.data
-        if event.event == "error":
-            raise self.fail(self.dialect.event_error(_maybe_json(data)))
-        if data == b"[DONE]":
-            return [self.end()]
-        obj = loads(data)
-        if not isinstance(obj, Mapping):
-            raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
-        if obj.get("error"):
-            raise self.fail(self.dialect.event_error(obj))
-        out: list[StreamEvent] = []
-        if not self.started:
-            self.start(out, obj.get("model"), obj.get("id"))
-        usage = obj.get("usage")
-        if usage:
-            self.usage = parse_usage(usage)
-        choices = obj.get("choices")
-        if choices:
-            choice = choices[0]
-            if not isinstance(choice, Mapping):
-                raise MalformedResponseError("unexpected choice in stream event", body=obj)
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content and isinstance(content, str):
-                lp = choice.get("logprobs")
-                if lp:
-                    self.token_with_logprobs(out, content, lp)
-                else:
-                    self.token(out, content)
-            calls = delta.get("tool_calls")
-            if calls:
-                for tc in calls if isinstance(calls, list) else [calls]:
-                    if isinstance(tc, Mapping):
-                        fn = tc.get("function") or {}
-                        self.tool_delta(
-                            out, tc.get("index", 0), tc.get("id"), fn.get("name"), self.args_of(fn)
-                        )
-            fr = choice.get("finish_reason")
-            if fr:
-                self.raw_finish = str(fr)
-                self.finished = True
-        return out
+        try:
+            data = event.data
+            if event.event == "error":
+                raise self.fail(self.dialect.event_error(_maybe_json(data)))
+            if data == b"[DONE]":
+                return [self.end()]
+            obj = loads(data)
+            if not isinstance(obj, Mapping):
+                raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
+            if obj.get("error"):
+                raise self.fail(self.dialect.event_error(obj))
+            out: list[StreamEvent] = []
+            if not self.started:
+                self.start(out, obj.get("model"), obj.get("id"))
+            usage = obj.get("usage")
+            if usage:
+                self.usage = parse_usage(usage)
+            choices = obj.get("choices")
+            if choices:
+                choice = choices[0]
+                if not isinstance(choice, Mapping):
+                    raise MalformedResponseError("unexpected choice in stream event", body=obj)
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if content and isinstance(content, str):
+                    lp = choice.get("logprobs")
+                    if lp:
+                        self.token_with_logprobs(out, content, lp)
+                    else:
+                        self.token(out, content)
+                calls = delta.get("tool_calls")
+                if calls:
+                    for tc in calls if isinstance(calls, list) else [calls]:
+                        if isinstance(tc, Mapping):
+                            fn = tc.get("function") or {}
+                            self.tool_delta(
+                                out, tc.get("index", 0), tc.get("id"), fn.get("name"), self.args_of(fn)
+                            )
+                fr = choice.get("finish_reason")
+                if fr:
+                    self.raw_finish = str(fr)
+                    self.finished = True
+            return out
+        except EngineError:
+            raise
+        except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
+            raise self.fail(self.dialect.malformed(exc, data=event.data)) from None
 
     def args_of(self, fn: Mapping[str, Any]) -> Any:
         return fn.get("arguments")
@@ -300,37 +297,42 @@ class CompletionsStreamDecoder(StreamDecoder):
     """Legacy ``/v1/completions`` streams (``text_completion`` chunks)."""
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        data = event.data
-        if event.event == "error":
-            raise self.fail(self.dialect.event_error(_maybe_json(data)))
-        if data == b"[DONE]":
-            return [self.end()]
-        obj = loads(data)
-        if not isinstance(obj, Mapping):
-            raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
-        if obj.get("error"):
-            raise self.fail(self.dialect.event_error(obj))
-        out: list[StreamEvent] = []
-        if not self.started:
-            self.start(out, obj.get("model"), obj.get("id"))
-        usage = obj.get("usage")
-        if usage:
-            self.usage = parse_usage(usage)
-        choices = obj.get("choices")
-        if choices and isinstance(choices[0], Mapping):
-            choice = choices[0]
-            text = choice.get("text")
-            if text and isinstance(text, str):
-                lps = parse_completion_logprobs(choice.get("logprobs"))
-                if lps and len(lps) == 1:
-                    self.token(out, text, None, lps[0].logprob, lps[0].top_logprobs)
-                else:
-                    self.token(out, text)
-            fr = choice.get("finish_reason")
-            if fr:
-                self.raw_finish = str(fr)
-                self.finished = True
-        return out
+        try:
+            data = event.data
+            if event.event == "error":
+                raise self.fail(self.dialect.event_error(_maybe_json(data)))
+            if data == b"[DONE]":
+                return [self.end()]
+            obj = loads(data)
+            if not isinstance(obj, Mapping):
+                raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
+            if obj.get("error"):
+                raise self.fail(self.dialect.event_error(obj))
+            out: list[StreamEvent] = []
+            if not self.started:
+                self.start(out, obj.get("model"), obj.get("id"))
+            usage = obj.get("usage")
+            if usage:
+                self.usage = parse_usage(usage)
+            choices = obj.get("choices")
+            if choices and isinstance(choices[0], Mapping):
+                choice = choices[0]
+                text = choice.get("text")
+                if text and isinstance(text, str):
+                    lps = parse_completion_logprobs(choice.get("logprobs"))
+                    if lps and len(lps) == 1:
+                        self.token(out, text, None, lps[0].logprob, lps[0].top_logprobs)
+                    else:
+                        self.token(out, text)
+                fr = choice.get("finish_reason")
+                if fr:
+                    self.raw_finish = str(fr)
+                    self.finished = True
+            return out
+        except EngineError:
+            raise
+        except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
+            raise self.fail(self.dialect.malformed(exc, data=event.data)) from None
 
 
 def _maybe_json(data: bytes) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from .._requests import ChatRequest, GenerateRequest, NamedToolChoice
 from .._sse import SSEEvent
-from ..errors import InvalidRequestError, MalformedResponseError
+from ..errors import EngineError, InvalidRequestError, MalformedResponseError
 from ..types import (
     Completion,
     EngineInfo,
@@ -30,7 +30,7 @@ from ..types import (
     TopLogprob,
     Usage,
 )
-from .base import HttpRequest, StreamDecoder, _float, _int, first_int, loads, normalize_finish
+from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads, normalize_finish
 from .openai_compat import COMMON_CHAT_PARAMS, ChatStreamDecoder, OpenAICompatDialect, _maybe_json
 
 __all__ = ["TGIDialect", "inline_schema_refs"]
@@ -247,40 +247,47 @@ class GenerateStreamDecoder(StreamDecoder):
     """``/generate_stream``: one event per token, the last with ``generated_text`` and ``details``."""
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        if event.event == "error":
-            raise self.fail(self.dialect.event_error(_maybe_json(event.data)))
-        obj = loads(event.data)
-        if not isinstance(obj, Mapping):
-            raise MalformedResponseError("unexpected /generate_stream event", body=obj)
-        if obj.get("error"):
-            raise self.fail(self.dialect.event_error(obj, 422))
-        out: list[StreamEvent] = []
-        if not self.started:
-            self.start(out)
-        tok = obj.get("token")
-        if isinstance(tok, Mapping) and not tok.get("special"):
-            text = tok.get("text")
-            if isinstance(text, str) and text:
-                tid = tok.get("id")
-                tops = obj.get("top_tokens")
-                top = (
-                    [
-                        TopLogprob(str(t.get("text", "")), _float(t.get("logprob")))
-                        for t in tops
-                        if isinstance(t, Mapping)
-                    ]
-                    if isinstance(tops, list)
-                    else None
-                )
-                self.token(out, text, tid if isinstance(tid, int) else None, _float(tok.get("logprob")), top)
-        if obj.get("generated_text") is not None:
-            details = obj.get("details")
-            if not isinstance(details, Mapping):
-                details = {}
-            raw = details.get("finish_reason")
-            self.raw_finish = raw if isinstance(raw, str) else None
-            p, c = _int(details.get("input_length")), _int(details.get("generated_tokens")) or self.index
-            self.usage = Usage(p, c, p + c)
-            self.finished = True
-            out.append(self.end())
-        return out
+        try:
+            if event.event == "error":
+                raise self.fail(self.dialect.event_error(_maybe_json(event.data)))
+            obj = loads(event.data)
+            if not isinstance(obj, Mapping):
+                raise MalformedResponseError("unexpected /generate_stream event", body=obj)
+            if obj.get("error"):
+                raise self.fail(self.dialect.event_error(obj, 422))
+            out: list[StreamEvent] = []
+            if not self.started:
+                self.start(out)
+            tok = obj.get("token")
+            if isinstance(tok, Mapping) and not tok.get("special"):
+                text = tok.get("text")
+                if isinstance(text, str) and text:
+                    tid = tok.get("id")
+                    tops = obj.get("top_tokens")
+                    top = (
+                        [
+                            TopLogprob(str(t.get("text", "")), _float(t.get("logprob")))
+                            for t in tops
+                            if isinstance(t, Mapping)
+                        ]
+                        if isinstance(tops, list)
+                        else None
+                    )
+                    self.token(
+                        out, text, tid if isinstance(tid, int) else None, _float(tok.get("logprob")), top
+                    )
+            if obj.get("generated_text") is not None:
+                details = obj.get("details")
+                if not isinstance(details, Mapping):
+                    details = {}
+                raw = details.get("finish_reason")
+                self.raw_finish = raw if isinstance(raw, str) else None
+                p, c = _int(details.get("input_length")), _int(details.get("generated_tokens")) or self.index
+                self.usage = Usage(p, c, p + c)
+                self.finished = True
+                out.append(self.end())
+            return out
+        except EngineError:
+            raise
+        except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
+            raise self.fail(self.dialect.malformed(exc, data=event.data)) from None

@@ -1,0 +1,293 @@
+"""``connect(url)`` / ``aconnect(url)``: find out which engine serves a URL and return its client.
+
+Each engine has a discovery route the others lack, so a few short GETs settle it:
+
+* TGI: ``GET /info`` answers ``model_id`` with ``router`` / ``max_total_tokens`` (TGI has no ``/version``);
+* vLLM: ``GET /version`` answers ``{"version": ...}`` and ``GET /v1/models`` lists models with
+  ``owned_by: "vllm"`` and ``max_model_len``;
+* llama.cpp: ``GET /props`` answers ``default_generation_settings`` / ``build_info``; ``/v1/models`` entries
+  are ``owned_by: "llamacpp"``; and while the model loads, *every* route answers
+  ``503 {"error": {"type": "unavailable_error", ...}}``, a shape only llama-server uses.
+
+Probes are bounded by ``probe_timeout`` each, send the API key, never follow redirects and are never retried;
+``engine=`` skips them. The engine knowledge here is discovery only: everything else stays in the dialects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from ._clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
+from .errors import EngineError, EngineUnavailableError, InvalidRequestError
+
+__all__ = [
+    "ENGINES",
+    "EngineDetectionError",
+    "aconnect",
+    "adetect_engine",
+    "client_class",
+    "connect",
+    "detect_engine",
+]
+
+ENGINES: dict[str, type[BaseClient]] = {"tgi": TGIClient, "vllm": VLLMClient, "llamacpp": LlamaCppClient}
+_ALIASES = {
+    "tgi": "tgi",
+    "text-generation-inference": "tgi",
+    "vllm": "vllm",
+    "llamacpp": "llamacpp",
+    "llama.cpp": "llamacpp",
+    "llama-cpp": "llamacpp",
+    "llama_cpp": "llamacpp",
+    "llama-server": "llamacpp",
+}
+PROBE_TIMEOUT = 3.0
+# In the order the sync path asks them; it stops as soon as the answers are conclusive.
+PROBE_PATHS = ("/info", "/props", "/version", "/v1/models")
+
+
+class EngineDetectionError(EngineError):
+    """A server answered at the URL, but not like TGI, vLLM or llama.cpp (pass ``engine=`` to skip detection).
+
+    ``observed`` maps each probed path to the HTTP status it answered (or the transport error's name)."""
+
+    def __init__(self, message: str, *, observed: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.observed = dict(observed or {})
+
+
+def client_class(engine: str) -> type[BaseClient]:
+    """The client class for an engine name (``"tgi"``, ``"vllm"``, ``"llamacpp"``; ``"llama.cpp"`` too)."""
+    key = _ALIASES.get(str(engine).strip().lower())
+    if key is None:
+        raise InvalidRequestError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    return ENGINES[key]
+
+
+# ---- the pure part: what each answer says ---------------------------------------------------------------
+
+
+class _Evidence:
+    """Accumulates probe answers and says which engine they point to."""
+
+    def __init__(self) -> None:
+        self.observed: dict[str, Any] = {}
+        self.found: str | None = None
+        self.version_seen = False
+        self.models_seen = False  # /v1/models answered 200 (with or without a telling entry)
+        self.models_owner: str | None = None
+        self.reached = False  # some HTTP answer came back
+
+    def add(self, path: str, status: int | None, body: Any, error: str | None = None) -> None:
+        self.observed[path] = status if status is not None else error
+        if status is None:
+            return
+        self.reached = True
+        if self.found is not None:
+            return
+        if status == 503 and _llamacpp_loading(body):
+            self.found = "llamacpp"
+            return
+        if status != 200 or not isinstance(body, Mapping):
+            return
+        if path == "/info":
+            if isinstance(body.get("model_id"), str) and (
+                "router" in body or "max_total_tokens" in body or "max_input_tokens" in body
+            ):
+                self.found = "tgi"
+        elif path == "/props":
+            if isinstance(body.get("default_generation_settings"), Mapping) or "build_info" in body:
+                self.found = "llamacpp"
+        elif path == "/version":
+            self.version_seen = isinstance(body.get("version"), str)
+        elif path == "/v1/models":
+            self.models_seen = True
+            data = body.get("data")
+            entries = [e for e in data if isinstance(e, Mapping)] if isinstance(data, list) else []
+            owners = {e.get("owned_by") for e in entries}
+            if "llamacpp" in owners:
+                self.found = "llamacpp"
+            elif "vllm" in owners or any("max_model_len" in e for e in entries):
+                self.models_owner = "vllm"
+
+    def conclusive(self) -> bool:
+        return self.found is not None or (self.version_seen and self.models_owner == "vllm")
+
+    def verdict(self) -> str | None:
+        if self.found is not None:
+            return self.found
+        if self.version_seen and self.models_owner == "vllm":
+            return "vllm"
+        # /version alone: vLLM guards /v1 routes with its API key, so /v1/models may be unreadable
+        if self.version_seen and not self.models_seen:
+            return "vllm"
+        if self.models_owner == "vllm":
+            return "vllm"
+        return None
+
+
+def _llamacpp_loading(body: Any) -> bool:
+    err = body.get("error") if isinstance(body, Mapping) else None
+    return isinstance(err, Mapping) and err.get("type") == "unavailable_error"
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _headers(api_key: str | SecretStr | None) -> dict[str, str]:
+    hdrs = {"user-agent": "llm-engine-clients/0.1", "accept": "application/json"}
+    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    if key:
+        hdrs["authorization"] = f"Bearer {key}"
+    return hdrs
+
+
+def _conclude(base_url: str, ev: _Evidence) -> str:
+    engine = ev.verdict()
+    if engine is not None:
+        return engine
+    seen = ", ".join(f"{p} -> {s}" for p, s in ev.observed.items())
+    if not ev.reached:
+        raise EngineUnavailableError(f"no server answered at {base_url} while detecting its engine ({seen})")
+    raise EngineDetectionError(
+        f"could not tell which engine serves {base_url} ({seen}); pass engine='tgi'|'vllm'|'llamacpp'",
+        observed=ev.observed,
+    )
+
+
+def _url(base_url: str) -> str:
+    url = base_url.strip().rstrip("/")
+    if url.endswith("/v1"):  # an OpenAI-style base URL: the discovery routes live at the root
+        url = url[:-3]
+    return url
+
+
+def detect_engine(
+    base_url: str,
+    *,
+    api_key: str | SecretStr | None = None,
+    probe_timeout: float = PROBE_TIMEOUT,
+    http_client: httpx.Client | None = None,
+) -> str:
+    """``"tgi"``, ``"vllm"`` or ``"llamacpp"``: the engine serving ``base_url``.
+
+    Raises :class:`EngineUnavailableError` when nothing answers, :class:`EngineDetectionError` when
+    something answers but matches no engine."""
+    url = _url(base_url)
+    ev = _Evidence()
+    client = http_client or httpx.Client(timeout=probe_timeout, follow_redirects=False)
+    try:
+        for path in PROBE_PATHS:
+            try:
+                r = client.get(url + path, headers=_headers(api_key), timeout=probe_timeout)
+            except httpx.HTTPError as exc:
+                ev.add(path, None, None, type(exc).__name__)
+                if isinstance(exc, httpx.ConnectError):
+                    break  # nothing listens: the other routes will not answer either
+                continue
+            ev.add(path, r.status_code, _json(r))
+            if ev.conclusive():
+                break
+    finally:
+        if http_client is None:
+            client.close()
+    return _conclude(url, ev)
+
+
+async def adetect_engine(
+    base_url: str,
+    *,
+    api_key: str | SecretStr | None = None,
+    probe_timeout: float = PROBE_TIMEOUT,
+    http_client: httpx.AsyncClient | None = None,
+) -> str:
+    """The async twin of :func:`detect_engine`; probes the routes concurrently."""
+    url = _url(base_url)
+    ev = _Evidence()
+    client = http_client or httpx.AsyncClient(timeout=probe_timeout, follow_redirects=False)
+
+    async def probe(path: str) -> tuple[str, int | None, Any, str | None]:
+        try:
+            r = await client.get(url + path, headers=_headers(api_key), timeout=probe_timeout)
+        except httpx.HTTPError as exc:
+            return path, None, None, type(exc).__name__
+        return path, r.status_code, _json(r), None
+
+    try:
+        for path, status, body, error in await asyncio.gather(*(probe(p) for p in PROBE_PATHS)):
+            ev.add(path, status, body, error)
+    finally:
+        if http_client is None:
+            await client.aclose()
+    return _conclude(url, ev)
+
+
+def _resolve(base_url: str | None, engine: str | None) -> tuple[str | None, str | None]:
+    """Fill in a missing URL from the one ``<ENGINE>_BASE_URL`` variable that is set."""
+    if base_url or engine:
+        return base_url, engine
+    found = [
+        (name, os.environ[f"{cls.env_prefix}_BASE_URL"])
+        for name, cls in ENGINES.items()
+        if os.environ.get(f"{cls.env_prefix}_BASE_URL")
+    ]
+    if len(found) != 1:
+        names = ", ".join(f"{c.env_prefix}_BASE_URL" for c in ENGINES.values())
+        raise InvalidRequestError(
+            f"no base_url given and {'none' if not found else 'several'} of {names} set; pass base_url"
+        )
+    name, url = found[0]
+    return url, name
+
+
+def connect(
+    base_url: str | None = None,
+    *,
+    engine: str | None = None,
+    probe_timeout: float = PROBE_TIMEOUT,
+    **kwargs: Any,
+) -> BaseClient:
+    """A client for the engine at ``base_url``: ``TGIClient``, ``VLLMClient`` or ``LlamaCppClient``.
+
+    ``engine`` skips detection; ``kwargs`` go to the client (``api_key``, ``model``, ``timeout``, ...). The
+    probes use the given ``api_key`` and ``http_client`` (when given)."""
+    base_url, engine = _resolve(base_url, engine)
+    if engine is None:
+        assert base_url is not None
+        engine = detect_engine(
+            base_url,
+            api_key=kwargs.get("api_key"),
+            probe_timeout=probe_timeout,
+            http_client=kwargs.get("http_client"),
+        )
+    return client_class(engine)(_url(base_url) if base_url else None, **kwargs)
+
+
+async def aconnect(
+    base_url: str | None = None,
+    *,
+    engine: str | None = None,
+    probe_timeout: float = PROBE_TIMEOUT,
+    **kwargs: Any,
+) -> BaseClient:
+    """The async twin of :func:`connect` (probes with an async client; the returned client does both)."""
+    base_url, engine = _resolve(base_url, engine)
+    if engine is None:
+        assert base_url is not None
+        engine = await adetect_engine(
+            base_url,
+            api_key=kwargs.get("api_key"),
+            probe_timeout=probe_timeout,
+            http_client=kwargs.get("async_http_client"),
+        )
+    return client_class(engine)(_url(base_url) if base_url else None, **kwargs)
