@@ -6,6 +6,7 @@ the dialect the class names.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from ._requests import (
     normalize_tools,
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
-from ._transport import AsyncTransport, SyncTransport, Timeouts
+from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
 from .dialects import LlamaCppDialect, OpenAICompatDialect, TGIDialect, VLLMDialect
 from .dialects.base import HttpRequest
 from .errors import EngineError, InvalidRequestError
@@ -92,13 +93,14 @@ class BaseClient:
         self._given_async = async_http_client
         self._sync: SyncTransport | None = None
         self._async: AsyncTransport | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def engine(self) -> str:
         return self.dialect.engine
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r})"
+        return f"{type(self).__name__}(base_url={redact_url(self.base_url)!r}, model={self.model!r})"
 
     # -- transports, created on first use so a sync-only user never opens an async client and vice versa --
     def _transport_args(self) -> tuple[Any, ...]:
@@ -119,8 +121,14 @@ class BaseClient:
 
     @property
     def async_transport(self) -> AsyncTransport:
+        loop = _running_loop()
+        if self._async is not None and self._given_async is None and self._async_loop is not loop:
+            # httpx's async connections belong to the event loop that opened them (asyncio.run per call, a
+            # notebook's loop then a thread's, ...): each loop gets its own; the old one dies with its loop.
+            self._async = None
         if self._async is None:
             self._async = AsyncTransport(*self._transport_args(), http_client=self._given_async)
+            self._async_loop = loop
         return self._async
 
     # -- request building (pure) --
@@ -422,6 +430,13 @@ class BaseClient:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__} holds open connections and cannot be pickled")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _health(status: int) -> HealthStatus:

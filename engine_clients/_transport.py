@@ -8,6 +8,7 @@ before a response body is handed to the caller: a stream that breaks later raise
 from __future__ import annotations
 
 import email.utils
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -132,7 +133,7 @@ class _Base:
         self.on_retry: Callable[[BaseException], None] | None = None
 
     def __repr__(self) -> str:  # never the headers: they hold the API key
-        return f"{type(self).__name__}({self.base_url!r})"
+        return f"{type(self).__name__}({redact_url(self.base_url)!r})"
 
     def _url(self, path: str) -> str:
         return self.base_url + path
@@ -145,9 +146,9 @@ class _Base:
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> EngineError:
         kind = type(exc).__name__
         if isinstance(exc, httpx.TimeoutException):
-            err: EngineError = TimeoutError(f"{what}: {kind} after waiting ({self.base_url})")
+            err: EngineError = TimeoutError(f"{what}: {kind} after waiting ({redact_url(self.base_url)})")
         else:
-            err = EngineUnavailableError(f"{what}: {kind}: {exc} ({self.base_url})")
+            err = EngineUnavailableError(f"{what}: {kind}: {exc} ({redact_url(self.base_url)})")
         err.__cause__ = exc
         return err
 
@@ -230,11 +231,13 @@ class SyncTransport(_Base):
         response = self._open(req)
         sse = SSEDecoder(self._max_event, self._max_stream)
         try:
+            chunks = response.iter_bytes()
             try:
-                for chunk in response.iter_bytes():
+                for chunk in chunks:
                     for event in sse.feed(chunk):
                         yield from decoder.feed(event)
                         if decoder.done:
+                            _drain(chunks)
                             return
             except httpx.TimeoutException as exc:
                 raise _timeout(decoder, self.timeouts.chunk) from exc
@@ -305,12 +308,14 @@ class AsyncTransport(_Base):
         response = await self._open(req)
         sse = SSEDecoder(self._max_event, self._max_stream)
         try:
+            chunks = response.aiter_bytes()
             try:
-                async for chunk in response.aiter_bytes():
+                async for chunk in chunks:
                     for event in sse.feed(chunk):
                         for out in decoder.feed(event):
                             yield out
                         if decoder.done:
+                            await _adrain(chunks)
                             return
             except httpx.TimeoutException as exc:
                 raise _timeout(decoder, self.timeouts.chunk) from exc
@@ -322,6 +327,36 @@ class AsyncTransport(_Base):
                 yield out
         finally:
             await response.aclose()
+
+
+# After the final event the engines end the body at once; reading that end lets httpx return the connection
+# to its pool instead of discarding it. Bounded, and a failure here loses nothing: the answer is complete.
+_DRAIN_CHUNKS = 8
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    try:
+        for _ in itertools.islice(chunks, _DRAIN_CHUNKS):
+            pass
+    except httpx.HTTPError:
+        pass
+
+
+async def _adrain(chunks: AsyncIterator[bytes]) -> None:
+    try:
+        for _ in range(_DRAIN_CHUNKS):
+            await chunks.__anext__()
+    except (StopAsyncIteration, httpx.HTTPError):
+        pass
+
+
+def redact_url(url: str) -> str:
+    """The URL without ``user:password@``, for reprs and messages."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{host}{slash}{path}" if sep else url
 
 
 def _timeout(decoder: StreamDecoder, limit: float) -> StreamTimeoutError:

@@ -224,3 +224,9 @@ def test_twenty_concurrent_streams(client: BaseClient) -> None:
             return await asyncio.gather(*(one() for _ in range(20)))
 
     assert [t.strip() for t in run(go())] == ["Hello world."] * 20
+
+
+def test_one_client_across_event_loops(client: BaseClient) -> None:
+    # asyncio.run per call (scripts, notebooks, sync wrappers) must not reuse a dead loop's connections
+    for _ in range(3):
+        assert run(client.achat("hi", **GREEDY)).content.strip() == "Hello world."

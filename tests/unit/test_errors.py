@@ -139,3 +139,9 @@ def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VLLM_BASE_URL")
     with pytest.raises(ValueError, match="VLLM_BASE_URL"):
         VLLMClient()
+
+
+def test_credentials_in_the_url_are_not_shown() -> None:
+    client = VLLMClient("http://user:pa55word@vllm.test:8000/base")
+    assert "pa55word" not in repr(client) and "pa55word" not in repr(client.sync_transport)
+    assert "vllm.test:8000/base" in repr(client)
