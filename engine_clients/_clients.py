@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from pydantic import SecretStr
 from typing_extensions import Self
 
 from ._requests import (
@@ -39,6 +38,9 @@ from .types import (
     ToolChoice,
     ToolInput,
 )
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 __all__ = ["BaseClient", "LlamaCppClient", "TGIClient", "VLLMClient"]
 
@@ -78,7 +80,11 @@ class BaseClient:
             )
         self.base_url = url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get(f"{self.env_prefix}_API_KEY")
-        self.api_key: SecretStr | None = SecretStr(key) if isinstance(key, str) else key
+        if isinstance(key, str):
+            from pydantic import SecretStr  # not at import time: pydantic costs ~40 ms to import
+
+            key = SecretStr(key)
+        self.api_key: SecretStr | None = key
         self.model = model
         self.timeouts = Timeouts.coerce(timeout)
         self.max_retries = max_retries

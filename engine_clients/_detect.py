@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 from ._clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
 from .errors import EngineError, EngineUnavailableError, InvalidRequestError
@@ -146,7 +148,7 @@ def _json(response: httpx.Response) -> Any:
 
 def _headers(api_key: str | SecretStr | None) -> dict[str, str]:
     hdrs = {"user-agent": "llm-engine-clients/0.1", "accept": "application/json"}
-    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    key = api_key if api_key is None or isinstance(api_key, str) else api_key.get_secret_value()
     if key:
         hdrs["authorization"] = f"Bearer {key}"
     return hdrs

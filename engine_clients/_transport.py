@@ -7,23 +7,16 @@ before a response body is handed to the caller: a stream that breaks later raise
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES, SSEDecoder
 from .dialects.base import HttpRequest, StreamDecoder, loads
@@ -92,6 +85,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # rare: only HTTP-date Retry-After values
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -99,15 +94,35 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-_backoff = wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)
-
-
 def _wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     ra = getattr(exc, "retry_after", None)
     if isinstance(ra, int | float):
         return min(float(ra), MAX_RETRY_WAIT)
-    return float(_backoff(state))
+    return float(_tenacity().backoff(state))
+
+
+class _Tenacity:
+    """tenacity, imported on the first request rather than with the package (import time matters)."""
+
+    def __init__(self) -> None:
+        import tenacity
+
+        self.Retrying = tenacity.Retrying
+        self.AsyncRetrying = tenacity.AsyncRetrying
+        self.retry_if_exception = tenacity.retry_if_exception
+        self.stop_after_attempt = tenacity.stop_after_attempt
+        self.backoff = tenacity.wait_exponential(multiplier=0.5, max=8.0) + tenacity.wait_random(0, 0.5)
+
+
+_TENACITY: _Tenacity | None = None
+
+
+def _tenacity() -> _Tenacity:
+    global _TENACITY
+    if _TENACITY is None:
+        _TENACITY = _Tenacity()
+    return _TENACITY
 
 
 class _Base:
@@ -159,10 +174,11 @@ class _Base:
                 self.on_retry(exc)
 
     def _retry_kwargs(self, retries: int | None) -> dict[str, Any]:
+        t = _tenacity()
         return {
-            "stop": stop_after_attempt((self.max_retries if retries is None else retries) + 1),
+            "stop": t.stop_after_attempt((self.max_retries if retries is None else retries) + 1),
             "wait": _wait,
-            "retry": retry_if_exception(_retryable),
+            "retry": t.retry_if_exception(_retryable),
             "reraise": True,
             "before_sleep": self._before_sleep,
         }
@@ -187,7 +203,7 @@ class SyncTransport(_Base):
     def request(self, req: HttpRequest, *, retries: int | None = None, timeout: float | None = None) -> Any:
         """Send a non-streamed request; returns the decoded JSON body (None when empty)."""
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
-        for attempt in Retrying(**self._retry_kwargs(retries)):
+        for attempt in _tenacity().Retrying(**self._retry_kwargs(retries)):
             with attempt:
                 try:
                     response = self.client.request(
@@ -209,7 +225,7 @@ class SyncTransport(_Base):
         request = self.client.build_request(
             req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=self._t_stream
         )
-        for attempt in Retrying(**self._retry_kwargs(None)):
+        for attempt in _tenacity().Retrying(**self._retry_kwargs(None)):
             with attempt:
                 try:
                     response = self.client.send(request, stream=True)
@@ -266,7 +282,7 @@ class AsyncTransport(_Base):
         self, req: HttpRequest, *, retries: int | None = None, timeout: float | None = None
     ) -> Any:
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
-        async for attempt in AsyncRetrying(**self._retry_kwargs(retries)):
+        async for attempt in _tenacity().AsyncRetrying(**self._retry_kwargs(retries)):
             with attempt:
                 try:
                     response = await self.client.request(
@@ -287,7 +303,7 @@ class AsyncTransport(_Base):
         request = self.client.build_request(
             req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=self._t_stream
         )
-        async for attempt in AsyncRetrying(**self._retry_kwargs(None)):
+        async for attempt in _tenacity().AsyncRetrying(**self._retry_kwargs(None)):
             with attempt:
                 try:
                     response = await self.client.send(request, stream=True)
