@@ -6,7 +6,15 @@
 """
 
 from ._clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
-from ._detect import EngineDetectionError, aconnect, adetect_engine, connect, detect_engine
+from ._detect import (
+    PROBE_TIMEOUT,
+    EngineDetectionError,
+    aconnect,
+    adetect_engine,
+    client_class,
+    connect,
+    detect_engine,
+)
 from ._pool import EnginePool, Percentiles, PoolExhaustedError, PoolStats, ReplicaStats
 from ._transport import Timeouts
 from .errors import (
@@ -51,6 +59,7 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PROBE_TIMEOUT",
     "AuthenticationError",
     "BadRequestError",
     "BaseClient",
@@ -98,6 +107,7 @@ __all__ = [
     "VLLMClient",
     "aconnect",
     "adetect_engine",
+    "client_class",
     "connect",
     "detect_engine",
 ]

@@ -1,14 +1,27 @@
 """LangChain models for self-hosted TGI, vLLM and llama.cpp servers, built on ``engine_clients``.
 
-Chat models (``BaseChatModel``): :class:`ChatTGI`, :class:`ChatVLLM`, :class:`ChatLlamaCpp`.
+Chat models (``BaseChatModel``): :class:`ChatTGI`, :class:`ChatVLLM`, :class:`ChatLlamaCpp`, and
+:class:`ChatEngine`, which detects the engine behind a URL on first use (or takes ``engine=``).
 Text-completion LLMs on each engine's native text route: :class:`TGILLM`, :class:`VLLMLLM`,
-:class:`LlamaCppLLM`.
+:class:`LlamaCppLLM`, and the auto-detecting :class:`EngineTextLLM`.
+
+Every class also takes ``client=``: a ready ``engine_clients`` client or an ``EnginePool`` of replicas
+(``ChatEngine(client=EnginePool(["http://a:8000", "http://b:8000"], engine="vllm"))``).
 
 Errors raised are ``engine_clients`` errors that also inherit from LangChain's (``ContextOverflowError``,
 ``ModelRateLimitError``, ...): see :mod:`integrations.langchain.errors`.
 """
 
-from .chat_models import ChatLlamaCpp, ChatTGI, ChatVLLM
-from .llms import TGILLM, VLLMLLM, LlamaCppLLM
+from .chat_models import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM
+from .llms import TGILLM, VLLMLLM, EngineTextLLM, LlamaCppLLM
 
-__all__ = ["TGILLM", "VLLMLLM", "ChatLlamaCpp", "ChatTGI", "ChatVLLM", "LlamaCppLLM"]
+__all__ = [
+    "TGILLM",
+    "VLLMLLM",
+    "ChatEngine",
+    "ChatLlamaCpp",
+    "ChatTGI",
+    "ChatVLLM",
+    "EngineTextLLM",
+    "LlamaCppLLM",
+]

@@ -1,8 +1,10 @@
-"""LangChain chat models for self-hosted engines: :class:`ChatTGI`, :class:`ChatVLLM`, :class:`ChatLlamaCpp`.
+"""LangChain chat models for self-hosted engines: :class:`ChatTGI`, :class:`ChatVLLM`, :class:`ChatLlamaCpp`,
+and :class:`ChatEngine`, which finds out which of them serves a URL on first use.
 
 One implementation (:class:`_BaseChatEngine`) over ``engine_clients``; the engine classes only name their
 client and declare their engine's own sampling fields. Every engine difference (wire fields, tool-choice
-emulation, grammar formats, error shapes) lives in ``engine_clients``.
+emulation, grammar formats, error shapes) lives in ``engine_clients``. Each also takes ``client=``: a ready
+client or an ``EnginePool`` of replicas.
 
 >>> from integrations.langchain import ChatLlamaCpp
 >>> llm = ChatLlamaCpp(base_url="http://127.0.0.1:8080", temperature=0)
@@ -32,12 +34,12 @@ from pydantic import BaseModel
 
 from engine_clients import Completion, End, LlamaCppClient, TGIClient, VLLMClient
 
-from ._base import SAMPLING, EngineModelMixin
+from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
 from ._convert import StreamConverter, completion_to_message, to_openai_messages
 from ._params import LlamaCppParams, VLLMParams
 from .errors import translate_errors
 
-__all__ = ["ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
+__all__ = ["ChatEngine", "ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
 
 _CALL_ARGS = ("tools", "tool_choice", "response_format", "model")
 _CHOICE_WORDS = ("auto", "none", "any", "required")
@@ -56,7 +58,7 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
     # -- identity / tracing --------------------------------------------------------------------------
     @property
     def _llm_type(self) -> str:
-        return f"{self.engine_name()}-chat"
+        return f"{self._configured_engine() or 'auto'}-chat"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -107,7 +109,7 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
     ) -> ChatResult:
         args = self._chat_args(messages, stop, kwargs)
         with translate_errors():
-            completion = await self.async_client.achat(**args)
+            completion = await (await self._aclient()).achat(**args)
         return self._result(completion, args.get("model") or await self._aensure_model())
 
     def _stream(
@@ -150,7 +152,7 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
         args = self._chat_args(messages, stop, kwargs)
         converter = StreamConverter(args.get("model"), include_usage=usage)
         with translate_errors():
-            events = self.async_client.achat_stream(**args)
+            events = (await self._aclient()).achat_stream(**args)
             try:
                 async for event in events:
                     if isinstance(event, End):
@@ -307,3 +309,22 @@ class ChatLlamaCpp(LlamaCppParams, _BaseChatEngine):
     """
 
     client_class = LlamaCppClient
+
+
+class ChatEngine(AutoEngineMixin, _BaseChatEngine):
+    """Chat model on whichever engine serves ``base_url`` (TGI, vLLM or llama.cpp), detected on first use.
+
+    >>> from integrations.langchain import ChatEngine
+    >>> ChatEngine(base_url="http://127.0.0.1:8080").invoke("Hello")     # engine found by probing, once
+    >>> ChatEngine(base_url=url, engine="vllm", model_kwargs={"top_k": 20})  # no probing
+
+    Constructing does no I/O: the first call probes the server's discovery routes (a few short GETs,
+    ``probe_timeout`` s each; see ``engine_clients.connect``), then every call talks that engine's dialect.
+    ``engine=`` skips the probes. Without ``base_url``, ``$<ENGINE>_BASE_URL`` of the ``engine`` given is
+    used, or else the only ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL`` set (naming the engine).
+
+    Only the sampling fields every engine takes are typed here; an engine's own (``top_k``, ``min_p``,
+    ``repetition_penalty``, ``tool_prompt``...) go in ``model_kwargs`` or per call, and are refused before
+    sending by an engine that lacks them. ``client=`` takes a ready client or ``EnginePool``
+    (``ChatEngine(client=EnginePool([...], engine="vllm"))``).
+    """

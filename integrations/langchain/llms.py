@@ -1,6 +1,6 @@
 """LangChain text-completion LLMs on each engine's native text route (no chat template):
 :class:`TGILLM` (``/generate``), :class:`VLLMLLM` (``/v1/completions``) and
-:class:`LlamaCppLLM` (``/completion``).
+:class:`LlamaCppLLM` (``/completion``); :class:`EngineTextLLM` detects the engine on first use.
 
 >>> from integrations.langchain import LlamaCppLLM
 >>> LlamaCppLLM(base_url="http://127.0.0.1:8080", max_tokens=16).invoke("Once upon a time")
@@ -20,12 +20,12 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from engine_clients import Completion, End, LlamaCppClient, TGIClient, Token, VLLMClient
 
-from ._base import SAMPLING, EngineModelMixin
+from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
 from ._convert import logprobs_payload
 from ._params import LlamaCppParams, VLLMParams
 from .errors import translate_errors
 
-__all__ = ["TGILLM", "VLLMLLM", "LlamaCppLLM"]
+__all__ = ["TGILLM", "VLLMLLM", "EngineTextLLM", "LlamaCppLLM"]
 
 _CALL_ARGS = ("response_format", "model")
 
@@ -51,7 +51,7 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
 
     @property
     def _llm_type(self) -> str:
-        return self.engine_name()
+        return self._configured_engine() or "auto"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
     async def _acomplete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> Generation:
         args = self._request(stop, kwargs, _CALL_ARGS)
         with translate_errors():
-            completion = await self.async_client.agenerate(prompt, **args)
+            completion = await (await self._aclient()).agenerate(prompt, **args)
         model_name = args.get("model") or await self._aensure_model()
         return Generation(text=completion.content, generation_info=_info(completion, model_name))
 
@@ -161,7 +161,7 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
     ) -> AsyncIterator[GenerationChunk]:
         args = self._request(stop, kwargs, _CALL_ARGS)
         with translate_errors():
-            events = self.async_client.agenerate_stream(prompt, **args)
+            events = (await self._aclient()).agenerate_stream(prompt, **args)
             try:
                 async for event in events:
                     model_name = None
@@ -224,3 +224,10 @@ class LlamaCppLLM(LlamaCppParams, _BaseEngineLLM):
     client_class = LlamaCppClient
 
     presence_penalty: Annotated[float | None, SAMPLING] = None
+
+
+class EngineTextLLM(AutoEngineMixin, _BaseEngineLLM):
+    """Text completion on the native text route of whichever engine serves ``base_url``, detected on first
+    use (or given as ``engine=``); see :class:`~integrations.langchain.ChatEngine` for how. Only the common
+    sampling fields are typed: an engine's own go in ``model_kwargs``. ``client=`` takes a ready client or
+    ``EnginePool``."""

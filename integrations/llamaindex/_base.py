@@ -1,13 +1,16 @@
-"""``EngineLLM``: the LlamaIndex LLM shared by :class:`TGI`, :class:`VLLM` and :class:`LlamaCpp`.
+"""``EngineLLM``: the LlamaIndex LLM shared by :class:`TGI`, :class:`VLLM` and :class:`LlamaCpp`, and usable
+directly in auto mode (the engine behind ``base_url`` detected on first use, or given as ``engine=``).
 
 Every method here is engine-neutral: it converts LlamaIndex types to OpenAI-style dicts and calls the
-``engine_clients`` client named by the subclass, which handles each engine's wire format. Subclasses only
-declare ``client_class``, their engine's own sampling fields, and which fields go to which route.
+``engine_clients`` client (named by the subclass, detected, or given: a client or an ``EnginePool``), which
+handles each engine's wire format. Subclasses only declare ``client_class``, their engine's own sampling
+fields, and which fields go to which route.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
@@ -39,7 +42,18 @@ from llama_index.core.program.streaming_utils import process_streaming_content_i
 from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
 from llama_index.core.types import Model, PydanticProgramMode
 
-from engine_clients import BaseClient, EngineError, EngineInfo, StreamEvent
+from engine_clients import (
+    PROBE_TIMEOUT,
+    BaseClient,
+    EngineError,
+    EngineInfo,
+    EnginePool,
+    StreamEvent,
+    adetect_engine,
+    client_class,
+    connect,
+    detect_engine,
+)
 
 from ._convert import (
     ChatStreamAssembler,
@@ -56,7 +70,10 @@ if TYPE_CHECKING:
     from llama_index.core.program.utils import FlexibleModel
     from llama_index.core.tools.types import BaseTool
 
-__all__ = ["COMMON_PARAMS", "EngineLLM"]
+__all__ = ["COMMON_PARAMS", "EngineClient", "EngineLLM"]
+
+EngineClient = BaseClient | EnginePool
+"""What an LLM talks through: one engine client, or an ``EnginePool`` of replicas (same API)."""
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -73,6 +90,10 @@ COMMON_PARAMS: tuple[str, ...] = (
 )
 #: After a failed server-info read, metadata uses fallbacks for this long before asking again.
 METADATA_RETRY_S = 30.0
+#: ``allow_parallel_tool_calls`` carried from ``_prepare_chat_with_tools`` to the request when the engine (and
+#: so whether it takes ``parallel_tool_calls``) is only known once the client exists (auto mode, pools).
+_PARALLEL_IF_TAKEN = "_parallel_tool_calls_if_taken"
+_lock = threading.Lock()
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -108,6 +129,15 @@ async def _async_responses(
             await aclose()
 
 
+def _canonical(engine: str) -> str:
+    """``"tgi"``, ``"vllm"`` or ``"llamacpp"`` for any engine name ``engine_clients`` knows."""
+    return client_class(engine).dialect_class.engine
+
+
+def _takes_chat_param(engine: str | None, name: str) -> bool:
+    return engine is not None and name in client_class(engine).dialect_class.chat_params
+
+
 def _user(prompt: str) -> list[ChatMessage]:
     return [ChatMessage(role=MessageRole.USER, content=prompt)]
 
@@ -131,7 +161,21 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
     """A LlamaIndex ``FunctionCallingLLM`` (and ``CustomLLM``) over a self-hosted inference server.
 
     Use :class:`~integrations.llamaindex.TGI`, :class:`~integrations.llamaindex.VLLM` or
-    :class:`~integrations.llamaindex.LlamaCpp`.
+    :class:`~integrations.llamaindex.LlamaCpp`, or ``EngineLLM`` itself in auto mode::
+
+        llm = EngineLLM("http://127.0.0.1:8080")                 # engine detected on first use
+        llm = EngineLLM("http://gpu:8000", engine="vllm", additional_kwargs={"top_k": 20})
+        llm = EngineLLM(client=EnginePool(["http://a:8000", "http://b:8000"], engine="vllm"))
+
+    * Auto mode: constructing does no I/O; the first call (or ``metadata``) probes the server's discovery
+      routes (a few short GETs, ``probe_timeout`` s each; see ``engine_clients.connect``), the engine found is
+      written to ``engine``, and every call talks its dialect. ``engine=`` skips the probes. Without
+      ``base_url``, ``$<ENGINE>_BASE_URL`` of the ``engine`` given is used, or else the only
+      ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL`` set (naming the engine). Only the common
+      sampling fields are typed: an engine's own go in ``additional_kwargs`` (refused before sending by an
+      engine that lacks them), raw body fields in ``extra_body``.
+    * ``client=``: a ready ``engine_clients`` client or ``EnginePool`` (any engine for ``EngineLLM``, the
+      class's own for ``TGI``/``VLLM``/``LlamaCpp``); its connection settings are its own.
 
     * ``chat``/``stream_chat`` (and ``a``-prefixed twins, natively async) use the server's chat route with
       its chat template; tool calls come back as ``ToolCallBlock``s plus OpenAI-style dicts in
@@ -154,6 +198,14 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
 
     base_url: str | None = Field(
         default=None, description="Server URL; defaults to the engine's *_BASE_URL environment variable."
+    )
+    engine: str | None = Field(
+        default=None,
+        description="'tgi', 'vllm' or 'llamacpp'. Fixed by TGI/VLLM/LlamaCpp; on EngineLLM, None means: "
+        "detect it on first use (then it is filled in).",
+    )
+    probe_timeout: float = Field(
+        default=PROBE_TIMEOUT, gt=0, description="Seconds each engine-detection probe may take (auto mode)."
     )
     model: str | None = Field(
         default=None,
@@ -199,7 +251,8 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         default=True, description="Whether the server was started with tool calling enabled."
     )
 
-    _client: BaseClient = PrivateAttr()
+    _client: EngineClient | None = PrivateAttr(default=None)
+    _http: tuple[httpx.Client | None, httpx.AsyncClient | None] = PrivateAttr(default=(None, None))
     _info: EngineInfo | None = PrivateAttr(default=None)
     _info_retry_at: float = PrivateAttr(default=0.0)
 
@@ -207,80 +260,162 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         self,
         base_url: str | None = None,
         *,
-        client: BaseClient | None = None,
+        client: EngineClient | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
         """``base_url`` (or the environment variable), sampling fields and connection settings; or a ready
-        ``client`` of this engine's client class. ``http_client``/``async_http_client`` are passed to the
-        client (custom transports, proxies, test mocks). Nothing is sent until the first call."""
+        ``client`` (an ``engine_clients`` client or ``EnginePool``). ``http_client``/``async_http_client``
+        are passed to the client, and used by the detection probes (custom transports, proxies, test mocks).
+        Nothing is sent until the first call."""
         super().__init__(base_url=base_url, **kwargs)
-        if client is None:
-            client = self._new_client(http_client, async_http_client)
-        elif not isinstance(client, self.client_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.client_class.__name__}, got {client!r}")
+        fixed = self.fixed_engine()
+        if self.engine is not None:
+            self.engine = _canonical(self.engine)
+        if fixed is not None:
+            if self.engine not in (None, fixed):
+                raise ValueError(f"{type(self).__name__} is for {fixed}, not engine={self.engine!r}")
+            self.engine = fixed
+        if client is not None:
+            self._adopt_client(client)
+            return
+        self._http = (http_client, async_http_client)
+        if self.base_url is None or self.engine is not None:
+            # no probing needed: the engine is known, or the environment names it (as connect() reads it)
+            self._adopt(self._new_client(self.engine))
+
+    def _adopt_client(self, client: EngineClient) -> None:
+        if not isinstance(client, BaseClient | EnginePool):
+            raise TypeError(
+                f"{type(self).__name__} needs an engine_clients client or EnginePool, got {client!r}"
+            )
+        if client.engine is not None and self.engine not in (None, client.engine):
+            wanted = client_class(self.engine).__name__ if self.engine else ""
+            raise TypeError(
+                f"{type(self).__name__} is for {self.engine} (a {wanted} or an EnginePool of it), "
+                f"got {client!r}"
+            )
+        if isinstance(client, EnginePool):
+            self._client = client
+            self.base_url = ",".join(client.replicas)  # as EnginePool reads them from <ENGINE>_BASE_URL
+            self.engine = self.engine or client.engine
+        else:
+            self._adopt(client)
+
+    def _adopt(self, client: BaseClient) -> BaseClient:
+        """Use ``client`` and fill the fields it settled (URL from the environment, engine, model)."""
         self._client = client
         self.base_url = client.base_url
+        self.engine = client.engine
         if self.model is None:
             self.model = client.model
+        return client
 
-    def _new_client(
-        self, http_client: httpx.Client | None = None, async_http_client: httpx.AsyncClient | None = None
-    ) -> BaseClient:
-        return self.client_class(
-            self.base_url,
-            api_key=self.api_key,
-            model=self.model,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            headers=self.headers,
-            http_client=http_client,
-            async_http_client=async_http_client,
-        )
+    @classmethod
+    def fixed_engine(cls) -> str | None:
+        """The class's engine (``"tgi"``, ``"vllm"``, ``"llamacpp"``); None for ``EngineLLM`` (auto mode)."""
+        dialect = getattr(cls.client_class, "dialect_class", None)
+        return dialect.engine if dialect is not None else None
+
+    def _new_client(self, engine: str | None) -> BaseClient:
+        """A client for ``engine`` (no I/O: ``engine`` is known, or None and the environment names it)."""
+        http_client, async_http_client = self._http
+        kwargs: dict[str, Any] = {
+            "api_key": self.api_key,
+            "model": self.model,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "headers": self.headers,
+            "http_client": http_client,
+            "async_http_client": async_http_client,
+        }
+        if self.fixed_engine() is not None:
+            return self.client_class(self.base_url, **kwargs)
+        return connect(self.base_url, engine=engine, **kwargs)
+
+    def _probe_args(self) -> tuple[str, dict[str, Any]]:
+        assert self.base_url is not None  # a client is made at construction when there is none
+        return self.base_url, {"api_key": self.api_key, "probe_timeout": self.probe_timeout}
+
+    def _sync_client(self) -> EngineClient:
+        """The client: the given one, else built on first use (auto mode: the engine is detected first)."""
+        client = self._client
+        if client is not None:
+            return client
+        engine = self.engine
+        if engine is None:  # probing happens outside the lock
+            url, kwargs = self._probe_args()
+            engine = detect_engine(url, http_client=self._http[0], **kwargs)
+        with _lock:
+            return self._client or self._adopt(self._new_client(engine))
+
+    async def _async_client(self) -> EngineClient:
+        """``_sync_client`` for async code: detection probes do not block the event loop."""
+        client = self._client
+        if client is not None:
+            return client
+        engine = self.engine
+        if engine is None:
+            url, kwargs = self._probe_args()
+            engine = await adetect_engine(url, http_client=self._http[1], **kwargs)
+        with _lock:
+            return self._client or self._adopt(self._new_client(engine))
 
     @classmethod
     def class_name(cls) -> str:
-        dialect = getattr(cls.client_class, "dialect_class", None)
-        return f"{dialect.engine}_llm" if dialect is not None else "engine_llm"
+        engine = cls.fixed_engine()
+        return f"{engine}_llm" if engine is not None else "engine_llm"
 
     @property
-    def client(self) -> BaseClient:
-        """The underlying ``engine_clients`` client (for ``health()``, ``tokenize()``, ``info()``...)."""
-        return self._client
+    def client(self) -> EngineClient:
+        """The underlying ``engine_clients`` client or pool (for ``health()``, ``tokenize()``, ``info()``...).
+        In auto mode, reading it first detects the engine."""
+        return self._sync_client()
 
-    @property
-    def engine(self) -> str:
-        return self._client.engine
+    def _known_engine(self) -> str | None:
+        """The engine, if known without I/O (a pool's once it has resolved its replicas)."""
+        if self.engine is None and isinstance(self._client, EnginePool):
+            return self._client.engine
+        return self.engine
 
     def close(self) -> None:
         """Close the sync HTTP connections (the LLM stays usable: they reopen on demand)."""
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     async def aclose(self) -> None:
         """Close the async and sync HTTP connections."""
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     # -- copying and pickling: the client holds connections; copies share it, unpickling builds a new one --
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> EngineLLM:
         memo = {} if memo is None else memo
-        memo[id(self._client)] = self._client
+        for shared in (self._client, *self._http):
+            if shared is not None:
+                memo[id(shared)] = shared
         return super().__deepcopy__(memo)
 
     def __getstate__(self) -> dict[Any, Any]:
-        client = self._client
-        self._client = None  # type: ignore[assignment]  # not picklable: left out quietly
+        if isinstance(self._client, EnginePool):
+            raise TypeError(
+                f"{type(self).__name__} on an EnginePool cannot be pickled (the pool holds state)"
+            )
+        client, http = self._client, self._http
+        self._client, self._http = None, (None, None)  # not picklable: left out quietly
         try:
             state: dict[Any, Any] = super().__getstate__()
         finally:
-            self._client = client
-        state["__pydantic_private__"] = {**(state.get("__pydantic_private__") or {}), "_client": None}
+            self._client, self._http = client, http
+        private = {**(state.get("__pydantic_private__") or {}), "_client": None, "_http": (None, None)}
+        state["__pydantic_private__"] = private
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
-        if getattr(self, "_client", None) is None:
-            self._client = self._new_client()
+        if getattr(self, "_client", None) is None and (self.base_url is None or self.engine is not None):
+            self._adopt(self._new_client(self.engine))
 
     # -- metadata -----------------------------------------------------------------------------------------
     @property
@@ -291,7 +426,7 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         again after a while)."""
         if self._info is None and self._needs_info() and time.monotonic() >= self._info_retry_at:
             try:
-                self._info = self._client.info()
+                self._info = self._sync_client().info()
             except EngineError as exc:
                 self._info_failed(exc)
         return self._build_metadata(self._info)
@@ -300,7 +435,7 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         """``metadata``, reading the server info with the async client when it is not cached yet."""
         if self._info is None and self._needs_info() and time.monotonic() >= self._info_retry_at:
             try:
-                self._info = await self._client.ainfo()
+                self._info = await (await self._async_client()).ainfo()
             except EngineError as exc:
                 self._info_failed(exc)
         return self._build_metadata(self._info)
@@ -335,7 +470,7 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation events get: no credentials, and no server round trip (the
         metadata is included once it has been read)."""
-        payload: dict[str, Any] = {"class_name": self.class_name(), "engine": self.engine}
+        payload: dict[str, Any] = {"class_name": self.class_name(), "engine": self._known_engine()}
         if self._info is not None or not self._needs_info():
             payload.update(self._build_metadata(self._info).model_dump())
         else:
@@ -348,11 +483,17 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         return payload
 
     # -- request arguments --------------------------------------------------------------------------------
-    def _call_kwargs(self, params: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _call_kwargs(
+        self, params: tuple[str, ...], kwargs: dict[str, Any], engine: str | None = None
+    ) -> dict[str, Any]:
         """Field defaults for the route, then ``additional_kwargs``, then the call's own kwargs (``None``
-        unsets a default); ``extra_body`` dicts are merged."""
+        unsets a default); ``extra_body`` dicts are merged. ``engine``: the one the request goes to."""
         out: dict[str, Any] = {name: getattr(self, name) for name in params}
         out.update(self.additional_kwargs)
+        kwargs = dict(kwargs)
+        parallel = kwargs.pop(_PARALLEL_IF_TAKEN, None)
+        if parallel is not None and _takes_chat_param(engine, "parallel_tool_calls"):
+            out["parallel_tool_calls"] = parallel
         out.update(kwargs)
         body = {**(self.extra_body or {}), **(out.pop("extra_body", None) or {})}
         if body:
@@ -369,26 +510,32 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
 
     # -- chat -----------------------------------------------------------------------------------------------
     def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        completion = self._client.chat(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs)
+        client = self._sync_client()
+        completion = client.chat(
+            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
         )
         return chat_response(completion)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponseGen:
-        events = self._client.chat_stream(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs)
+        client = self._sync_client()
+        events = client.chat_stream(
+            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
         )
         return _sync_responses(events, ChatStreamAssembler())
 
     async def _achat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        completion = await self._client.achat(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs)
+        client = await self._async_client()
+        completion = await client.achat(
+            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
         )
         return chat_response(completion)
 
-    def _astream_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponseAsyncGen:
-        events = self._client.achat_stream(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs)
+    async def _astream_chat(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> ChatResponseAsyncGen:
+        client = await self._async_client()
+        events = client.achat_stream(
+            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
         )
         return _async_responses(events, ChatStreamAssembler())
 
@@ -409,7 +556,7 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        return self._astream_chat(messages, kwargs)
+        return await self._astream_chat(messages, kwargs)
 
     # -- completion -----------------------------------------------------------------------------------------
     @llm_completion_callback()
@@ -417,8 +564,10 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         """Completion: through the chat route as one user message; ``formatted=True`` (or
         ``is_chat_model=False``) uses the engine's native text route without any chat template."""
         if self._text_route(formatted):
-            completion = self._client.generate(
-                self._text_prompt(prompt, formatted), **self._call_kwargs(self.text_params, kwargs)
+            client = self._sync_client()
+            completion = client.generate(
+                self._text_prompt(prompt, formatted),
+                **self._call_kwargs(self.text_params, kwargs, client.engine),
             )
             return completion_response(completion)
         return chat_to_completion_response(self._chat(_user(prompt), kwargs))
@@ -426,8 +575,10 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         if self._text_route(formatted):
-            events = self._client.generate_stream(
-                self._text_prompt(prompt, formatted), **self._call_kwargs(self.text_params, kwargs)
+            client = self._sync_client()
+            events = client.generate_stream(
+                self._text_prompt(prompt, formatted),
+                **self._call_kwargs(self.text_params, kwargs, client.engine),
             )
             return _sync_responses(events, CompletionStreamAssembler())
         return (chat_to_completion_response(r) for r in self._stream_chat(_user(prompt), kwargs))
@@ -435,8 +586,10 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         if self._text_route(formatted):
-            completion = await self._client.agenerate(
-                self._text_prompt(prompt, formatted), **self._call_kwargs(self.text_params, kwargs)
+            client = await self._async_client()
+            completion = await client.agenerate(
+                self._text_prompt(prompt, formatted),
+                **self._call_kwargs(self.text_params, kwargs, client.engine),
             )
             return completion_response(completion)
         return chat_to_completion_response(await self._achat(_user(prompt), kwargs))
@@ -446,11 +599,13 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         if self._text_route(formatted):
-            events = self._client.agenerate_stream(
-                self._text_prompt(prompt, formatted), **self._call_kwargs(self.text_params, kwargs)
+            client = await self._async_client()
+            events = client.agenerate_stream(
+                self._text_prompt(prompt, formatted),
+                **self._call_kwargs(self.text_params, kwargs, client.engine),
             )
             return _async_responses(events, CompletionStreamAssembler())
-        chats = self._astream_chat(_user(prompt), kwargs)
+        chats = await self._astream_chat(_user(prompt), kwargs)
 
         async def gen() -> CompletionResponseAsyncGen:
             async for r in chats:
@@ -485,7 +640,10 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
             out["tools"] = specs
             out["tool_choice"] = tool_choice or ("required" if tool_required else "auto")
             # sent where the engine takes it; a single call is enforced on the response either way
-            if "parallel_tool_calls" in getattr(self._client.dialect, "chat_params", {}):
+            engine = self._known_engine()
+            if engine is None:  # auto mode before detection, or a pool not resolved yet: decided per call
+                out.setdefault(_PARALLEL_IF_TAKEN, allow_parallel_tool_calls)
+            elif _takes_chat_param(engine, "parallel_tool_calls"):
                 out.setdefault("parallel_tool_calls", allow_parallel_tool_calls)
         return out
 

@@ -15,7 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from engine_clients.testing import EngineServer
-from integrations.langchain import ChatLlamaCpp, ChatVLLM
+from integrations.langchain import ChatEngine, ChatLlamaCpp, ChatVLLM
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,16 @@ class TestChatLlamaCppIntegration(_Base):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatLlamaCpp
+
+
+class TestChatEngineIntegration(_Base):
+    """The auto-mode chat model on llama-server: the engine is detected on the first call."""
+
+    server_fixture = "llama_server"
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatEngine
 
 
 class TestChatVLLMIntegration(_Base):

@@ -12,7 +12,7 @@ from langchain_core.load import dumpd, load
 from langchain_tests.unit_tests import ChatModelUnitTests
 from syrupy.assertion import SnapshotAssertion
 
-from integrations.langchain import ChatLlamaCpp, ChatTGI, ChatVLLM
+from integrations.langchain import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM
 
 
 class _Base(ChatModelUnitTests):
@@ -90,3 +90,18 @@ class TestChatLlamaCppUnit(_Base):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatLlamaCpp
+
+
+class TestChatEngineUnit(_Base):
+    """The auto-mode class, with ``engine=`` given (the standard suite sends nothing; auto detection is
+    covered in test_auto_unit.py). From the environment: the one ``<ENGINE>_BASE_URL`` set names the engine."""
+
+    env_prefix = "VLLM"
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatEngine
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**super().chat_model_params, "engine": "vllm"}
