@@ -1,0 +1,681 @@
+"""Tables (printed and Markdown), the target checks, the charts and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+DECODE_PNG = "bench_stream_decode.png"
+CONC_PNG = "bench_concurrency.png"
+
+GROUP_ORDER = {"raw": 0, "ours": 1, "peer": 2, "floor": 3}
+
+
+def _fmt(v: Any, digits: int = 0) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _table(headers: list[str], rows: list[list[str]], align: str = "") -> str:
+    """A Markdown table that also reads well printed."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def line(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align, strict=False)
+            )
+            + " |"
+        )
+
+    sep = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+            for w, a in zip(widths, align, strict=False)
+        )
+        + "|"
+    )
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+# ---- scenario tables -------------------------------------------------------------------------------------
+
+
+def _decode_sorted(summary: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return sorted(
+        summary.items(), key=lambda kv: (kv[1]["mode"], GROUP_ORDER[kv[1]["group"]], -kv[1]["tokens_per_s"])
+    )
+
+
+def decode_table(summary: dict[str, dict[str, Any]]) -> str:
+    peers = {
+        "ChatOpenAI": "peer:langchain-openai:ChatOpenAI",
+        "ChatHF": "peer:langchain-huggingface:ChatHuggingFace",
+        "OpenAILike": "peer:llama-index:OpenAILike",
+    }
+    rows = []
+    for name, s in _decode_sorted(summary):
+        vs, vc = s.get("vs_peers", {}), s.get("vs_peers_cpu", {})
+
+        def peer_ratio(
+            key: str, s: dict[str, Any] = s, vs: dict[str, float] = vs, vc: dict[str, float] = vc
+        ) -> str:
+            p = peers[key] + (":async" if s["mode"] == "async" else "")
+            return f"{vc[p]:.1f}x / {vs[p]:.1f}x" if p in vs and p in vc else "-"
+
+        rows.append(
+            [
+                name,
+                s["mode"],
+                _fmt(s["tokens_per_s"]),
+                f"{_fmt(s['min'])}-{_fmt(s['max'])}",
+                _fmt(s["tokens_per_cpu_s"]),
+                f"{s['vs_raw_cpu']:.2f}x / {s['vs_raw']:.2f}x" if "vs_raw" in s else "-",
+                peer_ratio("ChatOpenAI"),
+                peer_ratio("ChatHF"),
+                peer_ratio("OpenAILike"),
+                _fmt(s["peak_rss_mb"], 0),
+                str(s["n"]),
+            ]
+        )
+    return _table(
+        [
+            "client",
+            "mode",
+            "tokens/s (median)",
+            "range",
+            "tokens/CPU-s",
+            "vs raw twin*",
+            "vs ChatOpenAI*",
+            "vs ChatHF*",
+            "vs OpenAILike*",
+            "RSS MB",
+            "n",
+        ],
+        rows,
+        "llrrrrrrrrr",
+    )
+
+
+def concurrency_table(detail: dict[str, Any]) -> str:
+    rows = []
+    for name, per in detail["results"].items():
+        for k, lv in sorted(per.items(), key=lambda kv: int(kv[0])):
+            if int(k) == 0:
+                continue
+            rows.append(
+                [
+                    name,
+                    str(k),
+                    f"{lv['delay_ms']:g} ms",
+                    f"{lv['wall_s']:.2f}",
+                    f"{lv['ideal_s']:.2f}",
+                    f"{lv['wall_over_ideal']:.2f}x",
+                    _ms(lv.get("ttft_p50_s")),
+                    _ms(lv.get("ttft_p90_s")),
+                    _ms(lv.get("ttft_p99_s")),
+                    str(lv["errors"]),
+                    f"{lv['rss_peak_mb']:.0f} (+{lv['rss_delta_mb']:.0f})",
+                ]
+            )
+    return _table(
+        [
+            "client",
+            "streams",
+            "delay/token",
+            "wall s",
+            "ideal s",
+            "wall/ideal",
+            "TTFT p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "errors",
+            "peak RSS MB (+during)",
+        ],
+        rows,
+        "lrrrrrrrrrr",
+    )
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f}"
+
+
+def e2e_table(detail: dict[str, Any]) -> str:
+    if "skipped" in detail:
+        return f"(skipped: {detail['skipped']})"
+    rows = []
+    for name, s in detail["summary"].items():
+        vs = "-"
+        if "vs_raw" in s:
+            lo, hi = s.get("vs_raw_range", (s["vs_raw"], s["vs_raw"]))
+            vs = f"{s['vs_raw']:.3f}x ({lo:.2f}-{hi:.2f})"
+        rows.append(
+            [
+                name,
+                _fmt(s["tokens_per_s"]),
+                f"{_fmt(s['min'])}-{_fmt(s['max'])}",
+                vs,
+                _fmt(s.get("cpu_ms_per_stream"), 1),
+                _fmt(s["chunks"]),
+                str(s["n"]),
+            ]
+        )
+    return _table(
+        [
+            "client",
+            "tokens/s (median)",
+            "range",
+            "vs raw loop, same round (range)",
+            "client CPU ms/stream",
+            "chunks/stream",
+            "n",
+        ],
+        rows,
+    )
+
+
+def import_table(detail: dict[str, Any]) -> str:
+    rows = [
+        [
+            "python -c pass (interpreter start-up, for reference)",
+            f"{detail['startup_ms']:.0f}",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+    ]
+    for mod, r in detail["results"].items():
+        if "error" in r:
+            rows.append([mod, "error", "-", "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                mod,
+                f"{r['median_ms']:.0f}",
+                f"{r['min_ms']:.0f}-{r['max_ms']:.0f}",
+                "yes" if r["imports_langchain"] else "no",
+                "yes" if r["imports_llama_index"] else "no",
+                str(r["modules"]),
+            ]
+        )
+    return _table(
+        ["module", "import ms (median)", "range", "loads LangChain", "loads LlamaIndex", "modules"], rows
+    )
+
+
+def composition_note(summary: dict[str, dict[str, Any]]) -> str:
+    """How close each integration is to what its framework allows: per chunk, an integration pays at least the
+    engine client's cost plus the framework's own (the no-op floor), so 1 / (1/client + 1/floor) bounds it."""
+    pairs = [
+        ("langchain:ChatVLLM", "floor:langchain-core:noop.stream", "peer:langchain-openai:ChatOpenAI",
+         "ChatOpenAI"),
+        ("llamaindex:VLLM", "floor:llama-index-core:noop.stream_chat", "peer:llama-index:OpenAILike",
+         "OpenAILike"),
+    ]  # fmt: skip
+    ec = summary.get("engine_clients:VLLMClient.chat_stream")
+    lines = []
+    for ours, floor, peer, peer_name in pairs:
+        if not (ec and ours in summary and floor in summary):
+            continue
+        k = "tokens_per_cpu_s"
+        bound = 1 / (1 / ec[k] + 1 / summary[floor][k])
+        line = (
+            f"- `{ours}`: {summary[ours][k]:,.0f} tokens/CPU-s, {summary[ours][k] / bound:.0%} of the "
+            f"{bound:,.0f} that the engine client ({ec[k]:,.0f}) and the framework's own no-op floor "
+            f"({summary[floor][k]:,.0f}) allow together"
+        )
+        if peer in summary:
+            line += f"; that bound is {bound / summary[peer][k]:.1f}x {peer_name}"
+        lines.append(line + ".\n")
+    if not lines:
+        return ""
+    return (
+        "Per chunk, an integration pays at least the engine client's cost plus its framework's own (the "
+        "no-op floor rows), so `1 / (1/client + 1/floor)` bounds what any wrapper over this client can "
+        "reach:\n\n" + "".join(lines) + "\n"
+    )
+
+
+# ---- targets ---------------------------------------------------------------------------------------------
+
+
+def targets(results: dict[str, dict[str, Any]], basis: str = "cpu") -> list[dict[str, Any]]:
+    """The issue's targets. Throughput ratios are judged on ``basis``: "cpu" (tokens per CPU-second of the
+    worker process, i.e. throughput on one dedicated core; all of a client's threads count) or "wall"; the
+    other figure is given in the note."""
+    out: list[dict[str, Any]] = []
+    key = "tokens_per_cpu_s" if basis == "cpu" else "tokens_per_s"
+    other = "tokens_per_s" if basis == "cpu" else "tokens_per_cpu_s"
+    other_name = "wall-clock" if basis == "cpu" else "per CPU-second"
+
+    def add(
+        name: str, measured: float | None, threshold: float, higher: bool = True, extra: str = ""
+    ) -> None:
+        holds = None if measured is None else (measured >= threshold if higher else measured <= threshold)
+        out.append(
+            {
+                "name": name,
+                "measured": None if measured is None else round(measured, 3),
+                "threshold": threshold,
+                "holds": holds,
+                "note": extra,
+            }
+        )
+
+    dec = results.get("stream_decode", {}).get("detail", {}).get("summary", {})
+
+    def ratio(a: str, b: str, k: str = key) -> float | None:
+        if a in dec and b in dec:
+            return float(dec[a][k] / dec[b][k])
+        return None
+
+    def cpu_note(a: str, b: str) -> str:
+        r = ratio(a, b, other)
+        return f"{other_name}: {r:.2f}x" if r is not None else ""
+
+    for ours, twin, label in [
+        (
+            "engine_clients:VLLMClient.chat_stream",
+            "raw:httpx-sse+json",
+            "engine client (sync) >= 0.8x raw loop",
+        ),
+        (
+            "engine_clients:VLLMClient.achat_stream",
+            "raw:httpx-sse+json:async",
+            "engine client (async) >= 0.8x raw async loop",
+        ),
+        (
+            "engine_clients:TGIClient.chat_stream",
+            "raw:httpx-sse+json:tgi",
+            "engine client, TGI chat >= 0.8x raw",
+        ),
+        (
+            "engine_clients:LlamaCppClient.chat_stream",
+            "raw:httpx-sse+json:llamacpp",
+            "engine client, llama.cpp chat >= 0.8x raw",
+        ),
+        (
+            "engine_clients:TGIClient.generate_stream",
+            "raw:httpx-sse+json:tgi-generate",
+            "engine client, TGI /generate_stream >= 0.8x raw",
+        ),
+        (
+            "engine_clients:LlamaCppClient.generate_stream",
+            "raw:httpx-sse+json:llamacpp-completion",
+            "engine client, llama.cpp /completion >= 0.8x raw",
+        ),
+    ]:
+        if ours in dec or (ours.endswith("chat_stream") and "VLLM" in ours):
+            add(label, ratio(ours, twin), 0.8, extra=cpu_note(ours, twin))
+    for ours, peer, th, label in [
+        (
+            "langchain:ChatVLLM",
+            "peer:langchain-openai:ChatOpenAI",
+            5.0,
+            "LangChain ChatVLLM >= 5x ChatOpenAI",
+        ),
+        (
+            "langchain:ChatVLLM",
+            "peer:langchain-huggingface:ChatHuggingFace",
+            3.5,
+            "LangChain ChatVLLM >= 3.5x ChatHuggingFace",
+        ),
+        ("llamaindex:VLLM", "peer:llama-index:OpenAILike", 5.0, "LlamaIndex VLLM >= 5x OpenAILike"),
+    ]:
+        add(label, ratio(ours, peer), th, extra=cpu_note(ours, peer))
+
+    conc = results.get("concurrency", {}).get("detail", {}).get("results", {})
+    ec = conc.get("engine_clients:VLLMClient.achat_stream", {})
+    lv = ec.get("1000") or ec.get(1000)
+    if lv:
+        add(
+            "1,000 concurrent streams: wall <= 1.25x ideal (engine client)",
+            lv["wall_over_ideal"],
+            1.25,
+            higher=False,
+            extra=f"{lv['errors']} errors; delay {lv['delay_ms']:g} ms/token" + _raw_1000(conc),
+        )
+        add("1,000 concurrent streams: zero errors (engine client)", float(lv["errors"]), 0.0, higher=False)
+    else:
+        add(
+            "1,000 concurrent streams: wall <= 1.25x ideal (engine client)",
+            None,
+            1.25,
+            higher=False,
+            extra="not run (full mode only)",
+        )
+
+    e2e = results.get("e2e_llamacpp", {}).get("detail", {}).get("summary", {})
+    lc = e2e.get("langchain:ChatLlamaCpp")
+    add(
+        "end to end: ChatLlamaCpp.stream >= 0.95x raw loop (llama-server)",
+        lc.get("vs_raw") if lc else None,
+        0.95,
+        extra="" if lc else "not run (full mode only)",
+    )
+
+    imp = results.get("import_time", {}).get("detail", {}).get("results", {}).get("engine_clients")
+    if imp and "error" not in imp:
+        add("import engine_clients <= 150 ms", imp["median_ms"], 150.0, higher=False)
+        add(
+            "import engine_clients loads neither LangChain nor LlamaIndex",
+            float(imp["imports_langchain"] or imp["imports_llama_index"]),
+            0.0,
+            higher=False,
+        )
+    else:
+        add("import engine_clients <= 150 ms", None, 150.0, higher=False)
+    return out
+
+
+def _raw_1000(conc: dict[str, Any]) -> str:
+    raw = conc.get("raw:httpx-sse+json:async", {})
+    lv = raw.get("1000") or raw.get(1000)
+    return f"; raw httpx loop: {lv['wall_over_ideal']:.2f}x" if lv else ""
+
+
+def targets_table(ts: list[dict[str, Any]]) -> str:
+    rows = []
+    for t in ts:
+        verdict = "n/a" if t["holds"] is None else ("HOLDS" if t["holds"] else "MISSED")
+        rows.append(
+            [t["name"], _fmt(t["measured"], 3) if t["measured"] is not None else "-", verdict, t["note"]]
+        )
+    return _table(["target", "measured", "verdict", "note"], rows, "lrll")
+
+
+# ---- charts ----------------------------------------------------------------------------------------------
+
+COLORS = {"raw": "#9e9e9e", "ours": "#1f77b4", "peer": "#ff7f0e", "floor": "#d9d9d9"}
+
+
+def draw_decode(detail: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    items = list(_decode_sorted(detail["summary"]))
+    items.sort(key=lambda kv: (kv[1]["mode"] != "sync", -kv[1]["tokens_per_cpu_s"]))
+    labels = [
+        s["label"] + (" [async]" if s["mode"] == "async" and "async" not in s["label"] else "")
+        for _, s in items
+    ]
+    colors = [COLORS[s["group"]] for _, s in items]
+    y = list(range(len(items)))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.36 * len(items) + 1.8), sharey=True)
+    panels = [
+        ("tokens_per_cpu_s", "tokens per CPU-second of the client, thousands (one dedicated core)"),
+        ("tokens_per_s", "wall-clock tokens/s, thousands - median, whiskers min-max"),
+    ]
+    for ax, (key, xlabel) in zip(axes, panels, strict=False):
+        vals = [s[key] / 1000 for _, s in items]
+        kw: dict[str, Any] = {}
+        if key == "tokens_per_s":
+            kw["xerr"] = [
+                [(s["tokens_per_s"] - s["min"]) / 1000 for _, s in items],
+                [(s["max"] - s["tokens_per_s"]) / 1000 for _, s in items],
+            ]
+            kw["error_kw"] = {"elinewidth": 0.8, "capsize": 2, "ecolor": "#444"}
+        ax.barh(y, vals, color=colors, **kw)
+        for yi, v in zip(y, vals, strict=False):
+            ax.text(v, yi, f" {v:,.1f}k", va="center", fontsize=7)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    fig.legend(
+        handles=[
+            Patch(color=COLORS[g], label=lab)
+            for g, lab in (
+                ("raw", "raw httpx loop"),
+                ("ours", "engine_clients + integrations"),
+                ("peer", "peers"),
+                ("floor", "framework floor, no HTTP"),
+            )
+        ],
+        loc="lower center",
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(
+        f"Stream decode throughput: one stream of {detail['tokens']:,} tokens from the firehose "
+        "(sync above, async below)",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_concurrency(detail: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = detail["results"]
+    names = list(res)
+    levels = sorted({int(k) for per in res.values() for k in per if int(k) > 0})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 2.2), sharey=True)
+    width = 0.8 / max(1, len(levels))
+    shades = ["#c6dbef", "#6baed6", "#08519c"]
+    y0 = list(range(len(names)))[::-1]
+    for li, k in enumerate(levels):
+        ys = [y - 0.4 + width * (li + 0.5) for y in y0]
+        ratio = [(res[n].get(str(k)) or res[n].get(k) or {}).get("wall_over_ideal", 0) for n in names]
+        ttft = [((res[n].get(str(k)) or res[n].get(k) or {}).get("ttft_p99_s") or 0) * 1000 for n in names]
+        axes[0].barh(ys, ratio, height=width, color=shades[li % 3], label=f"{k} streams")
+        axes[1].barh(ys, ttft, height=width, color=shades[li % 3], label=f"{k} streams")
+    # log scales: peers that queue behind a connection limit are 10x off, ours within a few tens of percent
+    axes[0].set_xscale("log")
+    axes[1].set_xscale("log")
+    ticks = [1, 1.5, 2, 3, 5, 10, 20]
+    axes[0].set_xticks(ticks, [f"{t:g}" for t in ticks])
+    axes[0].set_xlim(0.9, None)
+    axes[0].axvline(1.0, color="k", lw=0.8)
+    axes[0].axvline(1.25, color="r", lw=0.8, ls="--")
+    axes[0].set_xlabel("wall time / ideal, log scale (1.0 = no client overhead; red: the 1.25 target)")
+    axes[1].set_xlabel(f"TTFT p99, ms, log scale (server TTFT: {detail['ttft_ms']:g} ms)")
+    labels = [detail.get("labels", {}).get(n, n) for n in names]
+    axes[0].set_yticks(y0, labels, fontsize=8)
+    axes[0].legend(fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Concurrent async streams of {detail['tokens']} tokens, paced by the firehose", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- docs ------------------------------------------------------------------------------------------------
+
+
+def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], basis: str = "cpu") -> None:
+    DOCS.mkdir(exist_ok=True)
+    parts: list[str] = [HEADER]
+    metas = {k: v.get("meta", {}) for k, v in results.items()}
+    latest = max(metas.values(), key=lambda m: m.get("started", ""), default={})
+    parts.append("## Environment of the latest run\n\n")
+    mb = latest.get("machine_before", {})
+    ma = latest.get("machine_after", {})
+    v = latest.get("versions", {})
+    parts.append(
+        f"- {latest.get('started', '?')}, `{latest.get('mode', '?')}` mode, "
+        f"{latest.get('elapsed_s', '?')} s; "
+        f"{mb.get('cores', '?')} cores ({mb.get('cpu', '?')}), load average {mb.get('loadavg')} before and "
+        f"{ma.get('loadavg')} after.\n"
+        f"- Python {v.get('python')}, engine_clients {v.get('llm-engine-clients')} (git "
+        f"{v.get('git', '?')}), "
+        f"httpx {v.get('httpx')}, httpcore {v.get('httpcore')}, h11 {v.get('h11')}, httpx-sse "
+        f"{v.get('httpx-sse')}, "
+        f"orjson {v.get('orjson')}, langchain-core {v.get('langchain-core')}, llama-index-core "
+        f"{v.get('llama-index-core')}; peers: openai {v.get('openai')}, langchain-openai "
+        f"{v.get('langchain-openai')}, "
+        f"langchain-huggingface {v.get('langchain-huggingface')}, huggingface_hub "
+        f"{v.get('huggingface_hub')}, "
+        f"llama-index-llms-openai-like {v.get('llama-index-llms-openai-like')}.\n"
+    )
+    for name, m in metas.items():
+        if m.get("started") and m.get("started") != latest.get("started"):
+            parts.append(
+                f"- `{name}` comes from an earlier run ({m.get('started')}, {m.get('mode')} mode).\n"
+            )
+    for s, why in latest.get("skipped", {}).items():
+        parts.append(f"- Skipped `{s}`: {why}\n")
+    for n in latest.get("notes", []):
+        parts.append(f"- {n}\n")
+    parts.append(
+        "\n## Targets\n\n"
+        + (
+            "Throughput ratios (scenario 1) are judged on tokens per CPU-second of the worker process - the "
+            "throughput of one dedicated core, which is what the targets ask about and what other "
+            "jobs on a shared "
+            "machine disturb least; every thread of a client counts. The wall-clock ratio is in the note.\n\n"
+            if basis == "cpu"
+            else "Throughput ratios are judged on wall-clock tokens/s; the per-CPU-second ratio is in the "
+            "note.\n\n"
+        )
+        + targets_table(ts)
+        + "\n"
+    )
+
+    dec = results.get("stream_decode", {}).get("detail")
+    if dec:
+        draw_decode(dec, DOCS / DECODE_PNG)
+        parts.append(
+            f"\n## 1. Stream decode throughput\n\nOne stream of {dec['tokens']:,} tokens (one "
+            "token per SSE event, "
+            f"`{dec['framing']}` framing) per measurement; {dec['rounds']} alternated rounds of fresh worker "
+            f"processes, {dec['repeats_per_process']} timed streams per process after a warm-up; medians. "
+            "`tokens/s` is wall-clock; `tokens/CPU-s` divides by the worker's own CPU time, which "
+            "is steadier on a "
+            "busy machine. Ratio columns (*) read `per CPU-second / wall-clock`; they compare "
+            "medians of the same run, "
+            "sync clients with sync ones and async with async; ChatHF is ChatHuggingFace over "
+            "HuggingFaceEndpoint. In quick "
+            "mode peers and floors run in one process (one round) and the others in every round.\n"
+            f"The firehose itself used {_fmt(dec.get('server_cpu_s'), 1)} CPU-s over the "
+            f"{dec['wall_s']:.0f} s "
+            "of the scenario.\n\n"
+        )
+        parts.append(decode_table(dec["summary"]) + "\n\n")
+        parts.append(composition_note(dec["summary"]))
+        parts.append(f"![stream decode throughput]({DECODE_PNG})\n")
+        if dec.get("errors"):
+            parts.append(
+                "\nErrors: " + "; ".join(f"`{k}`: {v[:200]}" for k, v in dec["errors"].items()) + "\n"
+            )
+    conc = results.get("concurrency", {}).get("detail")
+    if conc:
+        draw_concurrency(conc, DOCS / CONC_PNG)
+        lv = ", ".join(
+            f"{k} streams at {c['delay_ms']:g} ms/token (ideal {c['ideal_s']:.2f} s)"
+            for k, c in conc["levels"].items()
+        )
+        parts.append(
+            f"\n## 2. Concurrency\n\nN concurrent async streams of {conc['tokens']} tokens on one "
+            "client object, "
+            f"the firehose waiting {conc['ttft_ms']:g} ms before the first token and then pacing "
+            f"tokens: {lv}. "
+            "The pacing keeps the total offered load at 12,800 tokens/s at every level, so the scenario "
+            "measures connection handling and scheduling under many open streams rather than single-core "
+            "decode speed (scenario 1). Ideal = TTFT + tokens x delay. Peak RSS is the worker's (and, in "
+            "brackets, its growth during the streams). One fresh process per client. Each level starts "
+            "with a cold connection pool (the warm-up stream is cut, so its connection is dropped); with an "
+            "idle keep-alive connection already pooled, httpx-based clients are much slower at 1,000 "
+            "streams (httpcore's pool bookkeeping): `python -m bench.repro_warm_pool` shows it.\n\n"
+        )
+        parts.append(concurrency_table(conc) + "\n\n")
+        parts.append(f"![concurrency]({CONC_PNG})\n")
+        if conc.get("errors"):
+            parts.append(
+                "\nErrors: " + "; ".join(f"`{k}`: {v[:200]}" for k, v in conc["errors"].items()) + "\n"
+            )
+    e2e = results.get("e2e_llamacpp", {}).get("detail")
+    if e2e and "skipped" not in e2e:
+        parts.append(
+            "\n## 3. End to end against llama-server\n\nThe scripted tiny GGUF served by the real "
+            "llama-server "
+            "(`engine_clients.testing.start_llama_server`, one slot), `max_tokens` "
+            f"{e2e.get('max_tokens', '?')} with `ignore_eos`. The server's generation speed is the "
+            "ceiling and "
+            "drifts with the machine's load, so the clients take turns in one worker process (shuffled each "
+            f"round; {e2e.get('workers', 1)} workers x {e2e.get('rounds', '?')} rounds) and each stream is "
+            "compared with the raw loop's stream of the same round; the ratio is the median of those pairs. "
+            "The verdict uses llama-server with `--threads 1`, so that the client has a core of "
+            "its own as it "
+            "would against a remote engine; with llama-server's default threads the 2 cores are "
+            "shared and every "
+            "CPU-millisecond the client spends is taken from generation (second table).\n"
+        )
+        for cfg in e2e.get("configs") or [{"label": "", "summary": e2e.get("summary", {})}]:
+            parts.append(f"\n**{cfg['label']}**\n\n" + e2e_table(cfg) + "\n")
+    elif e2e:
+        parts.append(f"\n## 3. End to end against llama-server\n\nSkipped: {e2e['skipped']}\n")
+    imp = results.get("import_time", {}).get("detail")
+    if imp:
+        parts.append(
+            f"\n## 4. Import time\n\nIn-process time of `import X` in a fresh interpreter (bytecode cached), "
+            f"median of {imp['runs']} runs.\n\n"
+        )
+        parts.append(import_table(imp) + "\n\n")
+        top = imp.get("engine_clients_top_cumulative_us") or []
+        if top:
+            parts.append(
+                "Largest packages under `python -X importtime -c 'import engine_clients'` (cumulative, one "
+                "run, us; nested packages count inside their importer too): "
+                + ", ".join(f"`{t[2].strip()}` {t[1]:,}" for t in top[:8])
+                + ".\n"
+            )
+    parts.append(FOOTER)
+    (DOCS / "benchmarks.md").write_text("".join(parts))
+
+
+HEADER = """# Benchmarks
+
+Generated by `python -m bench` (see [Reproducing](#reproducing)); numbers are from the run noted below.
+Every streaming figure comes from a local **firehose** server (`bench/firehose.py`, a raw `asyncio.Protocol`
+in its own process, loopback only) that replays engine-shaped SSE (vLLM / TGI / llama.cpp chat chunks,
+TGI `/generate_stream`, llama.cpp `/completion`) with prebuilt bodies, so that the client under test is the
+only variable. Each SSE event travels in its own HTTP chunk, as the engines send them. Each measurement runs
+in a fresh worker process; clients alternate round by round and the tables show medians.
+
+**Caveat.** The machine has 2 cores shared with other jobs; load averages are recorded below. Absolute figures
+move by +-20 % between runs; ratios measured in the same run are steadier, and the tokens per CPU-second
+column is the least sensitive to other load.
+
+"""
+
+FOOTER = """
+## Reproducing
+
+```bash
+bash bench/run.sh            # creates .bench-venv (package + bench/requirements.txt), runs all four scenarios
+bash bench/run.sh --quick    # scenarios 1, 2 (64 and 256 streams) and 4, in under three minutes
+```
+
+`bench/run.sh` is `python3 -m venv .bench-venv && .bench-venv/bin/pip install -e '.[langchain,llamaindex]'
+-r bench/requirements.txt && .bench-venv/bin/python -m bench "$@"`: the peers live in that venv only, never in
+the project's own. Both modes write `bench/results/latest.json` (rows of `scenario`, `client`, `metric`,
+`value`), one `bench/results/<scenario>.json` per scenario with the raw samples, `latest.meta.json`, this page
+and its charts. Other options: `--only stream_decode,import_time`, `--clients NAME,...` (`--list` names
+them), `--rounds`, `--tokens`, `--levels 64,256,1000`, `--conc-delay-ms`, `--framing coalesced` (64 KiB HTTP
+chunks instead of one per event), `--basis wall` (judge throughput on wall-clock), `--llama-threads N`,
+`--tag NAME` (write `<scenario>-NAME.json` only), `--profile CLIENT` (cProfile of one stream), `--no-docs`,
+`--docs-only` (rebuild this page from the stored results). The first full run provisions llama-server and the
+scripted GGUF for scenario 3 (minutes; cached afterwards). The firehose alone: `python -m bench.firehose
+--port 8000`, then e.g. `curl -N -d '{"stream":true}' 127.0.0.1:8000/vllm/5/100/0/v1/chat/completions`.
+"""
