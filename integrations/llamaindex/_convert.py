@@ -6,7 +6,6 @@ engine's wire format.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -231,6 +230,11 @@ def chat_to_completion_response(response: ChatResponse) -> CompletionResponse:
     )
 
 
+def _token_raw(event: Token) -> dict[str, Any]:
+    # per token, on the hot path: a flat dict (dataclasses.asdict recurses and deep-copies)
+    return {"text": event.text, "index": event.index, "id": event.id, "logprob": event.logprob}
+
+
 class ChatStreamAssembler:
     """Turns stream events into cumulative ``ChatResponse``s.
 
@@ -255,7 +259,9 @@ class ChatStreamAssembler:
             )
             for c in calls
         ]
-        return _assistant(self.text, blocks, copy.deepcopy(calls))
+        # each response owns its tool-call dicts (later fragments must not change earlier responses)
+        owned = [{**c, "function": dict(c["function"])} for c in calls]
+        return _assistant(self.text, blocks, owned)
 
     def feed(self, event: StreamEvent) -> ChatResponse | None:
         if isinstance(event, Token):
@@ -264,7 +270,7 @@ class ChatStreamAssembler:
             return ChatResponse(
                 message=self._message(),
                 delta=event.text,
-                raw=dataclasses.asdict(event),
+                raw=_token_raw(event),
                 logprobs=[row] if row else None,
             )
         if isinstance(event, ToolCallDelta):
@@ -296,7 +302,7 @@ class CompletionStreamAssembler:
             return CompletionResponse(
                 text=self.text,
                 delta=event.text,
-                raw=dataclasses.asdict(event),
+                raw=_token_raw(event),
                 logprobs=[row] if row else None,
             )
         if isinstance(event, End):
