@@ -227,8 +227,9 @@ def parse_completion_logprobs(obj: Any) -> list[TokenLogprob] | None:
     return out
 
 
-class ChatStreamDecoder(StreamDecoder):
-    """``chat.completion.chunk`` events, ``[DONE]``, and error objects inside the stream."""
+class _OpenAIStreamDecoder(StreamDecoder):
+    """OpenAI-style streams: JSON chunks with ``choices``, ``usage`` and ``model``, ``[DONE]`` at the end,
+    and error objects inside the stream. Subclasses read one choice."""
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
         try:
@@ -253,22 +254,7 @@ class ChatStreamDecoder(StreamDecoder):
                 choice = choices[0]
                 if not isinstance(choice, Mapping):
                     raise MalformedResponseError("unexpected choice in stream event", body=obj)
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if content and isinstance(content, str):
-                    lp = choice.get("logprobs")
-                    if lp:
-                        self.token_with_logprobs(out, content, lp)
-                    else:
-                        self.token(out, content)
-                calls = delta.get("tool_calls")
-                if calls:
-                    for tc in calls if isinstance(calls, list) else [calls]:
-                        if isinstance(tc, Mapping):
-                            fn = tc.get("function") or {}
-                            self.tool_delta(
-                                out, tc.get("index", 0), tc.get("id"), fn.get("name"), self.args_of(fn)
-                            )
+                self.choice(out, choice)
                 fr = choice.get("finish_reason")
                 if fr:
                     self.raw_finish = str(fr)
@@ -279,8 +265,30 @@ class ChatStreamDecoder(StreamDecoder):
         except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
             raise self.fail(self.dialect.malformed(exc, data=event.data)) from None
 
-    def args_of(self, fn: Mapping[str, Any]) -> Any:
-        return fn.get("arguments")
+    def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class ChatStreamDecoder(_OpenAIStreamDecoder):
+    """``chat.completion.chunk`` streams: content and tool-call deltas."""
+
+    def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if content and isinstance(content, str):
+            lp = choice.get("logprobs")
+            if lp:
+                self.token_with_logprobs(out, content, lp)
+            else:
+                self.token(out, content)
+        calls = delta.get("tool_calls")
+        if calls:
+            for tc in calls if isinstance(calls, list) else [calls]:
+                if isinstance(tc, Mapping):
+                    fn = tc.get("function") or {}
+                    self.tool_delta(
+                        out, tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments")
+                    )
 
     def token_with_logprobs(self, out: list[StreamEvent], content: str, lp: Any) -> None:
         items = parse_openai_logprobs(lp)
@@ -293,46 +301,17 @@ class ChatStreamDecoder(StreamDecoder):
                 self.logprobs = (self.logprobs or []) + items
 
 
-class CompletionsStreamDecoder(StreamDecoder):
+class CompletionsStreamDecoder(_OpenAIStreamDecoder):
     """Legacy ``/v1/completions`` streams (``text_completion`` chunks)."""
 
-    def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        try:
-            data = event.data
-            if event.event == "error":
-                raise self.fail(self.dialect.event_error(_maybe_json(data)))
-            if data == b"[DONE]":
-                return [self.end()]
-            obj = loads(data)
-            if not isinstance(obj, Mapping):
-                raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
-            if obj.get("error"):
-                raise self.fail(self.dialect.event_error(obj))
-            out: list[StreamEvent] = []
-            if not self.started:
-                self.start(out, obj.get("model"), obj.get("id"))
-            usage = obj.get("usage")
-            if usage:
-                self.usage = parse_usage(usage)
-            choices = obj.get("choices")
-            if choices and isinstance(choices[0], Mapping):
-                choice = choices[0]
-                text = choice.get("text")
-                if text and isinstance(text, str):
-                    lps = parse_completion_logprobs(choice.get("logprobs"))
-                    if lps and len(lps) == 1:
-                        self.token(out, text, None, lps[0].logprob, lps[0].top_logprobs)
-                    else:
-                        self.token(out, text)
-                fr = choice.get("finish_reason")
-                if fr:
-                    self.raw_finish = str(fr)
-                    self.finished = True
-            return out
-        except EngineError:
-            raise
-        except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
-            raise self.fail(self.dialect.malformed(exc, data=event.data)) from None
+    def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
+        text = choice.get("text")
+        if text and isinstance(text, str):
+            lps = parse_completion_logprobs(choice.get("logprobs"))
+            if lps and len(lps) == 1:
+                self.token(out, text, None, lps[0].logprob, lps[0].top_logprobs)
+            else:
+                self.token(out, text)
 
 
 def _maybe_json(data: bytes) -> Any:
