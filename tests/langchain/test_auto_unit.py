@@ -26,7 +26,7 @@ from integrations.langchain import (
     EngineTextLLM,
 )
 from integrations.langchain import errors as lc_errors
-from tests.langchain.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
+from tests.support.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
 
 BASE = "http://auto.test"
 REPLICAS = ("http://replica-a.test", "http://replica-b.test")

@@ -28,7 +28,7 @@ from engine_clients import (
     VLLMClient,
 )
 from integrations.llamaindex import TGI, VLLM, EngineLLM, LlamaCpp
-from tests.langchain.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
+from tests.support.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
 
 BASE = "http://auto.test"
 REPLICAS = ("http://replica-a.test", "http://replica-b.test")
