@@ -25,7 +25,7 @@ from ._requests import (
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
 from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
 from .dialects import LlamaCppDialect, OpenAICompatDialect, TGIDialect, VLLMDialect
-from .dialects.base import HttpRequest
+from .dialects.base import HttpRequest, StreamDecoder
 from .errors import EngineError, InvalidRequestError
 from .types import (
     Completion,
@@ -199,7 +199,7 @@ class BaseClient:
         Empty by default: the engine needs nothing beyond being sent to the same replica."""
         return {}
 
-    def _decoder(self, http: HttpRequest, chat: bool, model: str | None) -> Any:
+    def _decoder(self, chat: bool, model: str | None) -> StreamDecoder:
         decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
         if model:
             decoder.model = model
@@ -252,7 +252,7 @@ class BaseClient:
             stream=True,
             **sampling,
         )
-        return self.sync_transport.stream(http, self._decoder(http, True, model))
+        return self.sync_transport.stream(http, self._decoder(True, model))
 
     def generate(
         self,
@@ -286,7 +286,7 @@ class BaseClient:
             stream=True,
             **sampling,
         )
-        return self.sync_transport.stream(http, self._decoder(http, False, model))
+        return self.sync_transport.stream(http, self._decoder(False, model))
 
     def health(self) -> HealthStatus:
         """HEALTHY when ready; DEGRADED when it answers but is not ready (loading); UNHEALTHY: no answer."""
@@ -367,7 +367,7 @@ class BaseClient:
             stream=True,
             **sampling,
         )
-        return self.async_transport.stream(http, self._decoder(http, True, model))
+        return self.async_transport.stream(http, self._decoder(True, model))
 
     async def agenerate(
         self,
@@ -400,7 +400,7 @@ class BaseClient:
             stream=True,
             **sampling,
         )
-        return self.async_transport.stream(http, self._decoder(http, False, model))
+        return self.async_transport.stream(http, self._decoder(False, model))
 
     async def ahealth(self) -> HealthStatus:
         try:

@@ -42,9 +42,6 @@ class NamedToolChoice:
     name: str
 
 
-NormalizedToolChoice = "str | NamedToolChoice | None"
-
-
 @dataclass(slots=True)
 class ChatRequest:
     messages: list[dict[str, Any]]

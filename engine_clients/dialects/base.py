@@ -216,8 +216,6 @@ class StreamDecoder:
     """Per-request stream state shared by every dialect: turns parsed chunks into typed events and
     assembles the final :class:`Completion`. Subclasses implement :meth:`feed` for their wire format."""
 
-    engine: ClassVar[str] = ""
-
     def __init__(self, dialect: Dialect, model: str | None) -> None:
         self.dialect = dialect
         self.model = model

@@ -66,8 +66,6 @@ class OpenAICompatDialect(Dialect):
         self.apply_sampling(body, req.sampling, self.chat_params, "chat")
         if req.tools:
             self.apply_tools(body, req.tools, req.tool_choice)
-        elif req.tool_choice == "none":
-            pass  # nothing to forbid
         if req.response_format is not None:
             self.apply_chat_format(body, req.response_format)
         if stream:
