@@ -220,7 +220,7 @@ def _construct(cls: Any, base: str, opts: dict[str, Any], dialect: str) -> Any:
 
 def lc_sync(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
-        import integrations.langchain as lc
+        import langchain_selfhosted as lc
 
         model = _construct(getattr(lc, _LC_CLASSES[dialect]), base, opts, dialect)
 
@@ -236,7 +236,7 @@ def lc_sync(dialect: str):
 
 def lc_async(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-        import integrations.langchain as lc
+        import langchain_selfhosted as lc
 
         model = _construct(getattr(lc, _LC_CLASSES[dialect]), base, opts, dialect)
 
@@ -254,7 +254,7 @@ def li_sync(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
         from llama_index.core.llms import ChatMessage
 
-        import integrations.llamaindex as li
+        import llama_index.llms.selfhosted as li
 
         llm = _construct(getattr(li, _LI_CLASSES[dialect]), base, opts, dialect)
         msgs = [ChatMessage(role="user", content=PROMPT)]
@@ -273,7 +273,7 @@ def li_async(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
         from llama_index.core.llms import ChatMessage
 
-        import integrations.llamaindex as li
+        import llama_index.llms.selfhosted as li
 
         llm = _construct(getattr(li, _LI_CLASSES[dialect]), base, opts, dialect)
         msgs = [ChatMessage(role="user", content=PROMPT)]
@@ -566,8 +566,8 @@ def li_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]
 
 # ---- the registry ----------------------------------------------------------------------------------------
 
-_LC = ("integrations.langchain",)
-_LI = ("integrations.llamaindex",)
+_LC = ("langchain_selfhosted",)
+_LI = ("llama_index.llms.selfhosted",)
 
 SPECS: list[Spec] = [
     # raw floors

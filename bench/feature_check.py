@@ -554,7 +554,7 @@ class LCClient:
 
 
 def lc_clients() -> list[LCClient]:
-    from integrations.langchain import ChatLlamaCpp, ChatTGI, ChatVLLM
+    from langchain_selfhosted import ChatLlamaCpp, ChatTGI, ChatVLLM
 
     def ours(cls: type) -> Callable[..., Any]:
         def make(
@@ -609,13 +609,13 @@ def lc_clients() -> list[LCClient]:
     return [
         LCClient(
             "ChatLlamaCpp (ours)",
-            "ours: integrations.langchain.ChatLlamaCpp",
+            "ours: langchain_selfhosted.ChatLlamaCpp",
             True,
             "llamacpp",
             ours(ChatLlamaCpp),
         ),
-        LCClient("ChatVLLM (ours)", "ours: integrations.langchain.ChatVLLM", True, "vllm", ours(ChatVLLM)),
-        LCClient("ChatTGI (ours)", "ours: integrations.langchain.ChatTGI", True, "tgi", ours(ChatTGI)),
+        LCClient("ChatVLLM (ours)", "ours: langchain_selfhosted.ChatVLLM", True, "vllm", ours(ChatVLLM)),
+        LCClient("ChatTGI (ours)", "ours: langchain_selfhosted.ChatTGI", True, "tgi", ours(ChatTGI)),
         LCClient(
             "ChatHuggingFace",
             "langchain-huggingface: ChatHuggingFace(HuggingFaceEndpoint(endpoint_url))",
@@ -892,7 +892,7 @@ class LIClient:
 def li_clients() -> list[LIClient]:
     def ours(clsname: str) -> Callable[[str], Any]:
         def make(base: str) -> Any:
-            mod = importlib.import_module("integrations.llamaindex")
+            mod = importlib.import_module("llama_index.llms.selfhosted")
             return getattr(mod, clsname)(base, timeout=CLIENT_TIMEOUT, max_retries=0)
 
         return make
@@ -917,29 +917,29 @@ def li_clients() -> list[LIClient]:
     return [
         LIClient(
             "LlamaCpp (ours)",
-            "ours: integrations.llamaindex.LlamaCpp",
+            "ours: llama_index.llms.selfhosted.LlamaCpp",
             True,
             "llamacpp",
             None,
-            "integrations.llamaindex",
+            "llama_index.llms.selfhosted",
             ours("LlamaCpp"),
         ),
         LIClient(
             "VLLM (ours)",
-            "ours: integrations.llamaindex.VLLM",
+            "ours: llama_index.llms.selfhosted.VLLM",
             True,
             "vllm",
             None,
-            "integrations.llamaindex",
+            "llama_index.llms.selfhosted",
             ours("VLLM"),
         ),
         LIClient(
             "TGI (ours)",
-            "ours: integrations.llamaindex.TGI",
+            "ours: llama_index.llms.selfhosted.TGI",
             True,
             "tgi",
             None,
-            "integrations.llamaindex",
+            "llama_index.llms.selfhosted",
             ours("TGI"),
         ),
         LIClient(

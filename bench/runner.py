@@ -599,7 +599,7 @@ def _skip(scenario: str, why: str) -> dict[str, Any]:
 
 # ---- scenario 4: import time -----------------------------------------------------------------------------
 
-OURS_IMPORTS = ["engine_clients", "integrations.langchain", "integrations.llamaindex"]
+OURS_IMPORTS = ["engine_clients", "langchain_selfhosted", "llama_index.llms.selfhosted"]
 PEER_IMPORTS = [
     "openai",
     "huggingface_hub",

@@ -1,9 +1,10 @@
 """``python -m engine_clients demo``: the main job on the embedded default.
 
 With no server configured it provisions and starts a local llama-server with the scripted tiny model, then
-shows a streamed chat, a tool call and a structured output through this package (through LangChain when the
-``[langchain]`` extra is installed). ``--url`` (or ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL``)
-runs the same against a real deployment; ``--model path.gguf`` serves your own GGUF locally.
+shows a streamed chat, a tool call and a structured output through this package (and through LangChain
+when ``langchain-selfhosted`` is installed: it registers an ``engine_clients.demo`` entry point).
+``--url`` (or ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL``) runs the same against a real
+deployment; ``--model path.gguf`` serves your own GGUF locally.
 """
 
 from __future__ import annotations
@@ -90,35 +91,12 @@ def run_engine_clients(engine: str, url: str, api_key: str | None) -> None:
         print(f"   {json.loads(result.content)}")
 
 
-def run_langchain(engine: str, url: str, api_key: str | None) -> None:
-    from pydantic import BaseModel
+def framework_demos() -> list[Any]:
+    """Demos that installed integration packages register under the ``engine_clients.demo`` entry point
+    group (``langchain-selfhosted`` registers one): the core finds them without importing any integration."""
+    from importlib.metadata import entry_points
 
-    import integrations.langchain as lc
-
-    cls: Any = {"tgi": lc.ChatTGI, "vllm": lc.ChatVLLM, "llamacpp": lc.ChatLlamaCpp}[engine]
-    model = cls(base_url=url, api_key=api_key, temperature=0, max_tokens=64)
-    say(f"LangChain {cls.__name__}: streamed chat")
-    for chunk in model.stream("Say hello."):
-        print(chunk.content, end="", flush=True)
-    print()
-
-    def get_weather(city: str) -> str:
-        """Current weather for a city."""
-        return f"sunny in {city}"
-
-    say("LangChain tool call (bind_tools, tool_choice='get_weather')")
-    message = model.bind_tools([get_weather], tool_choice="get_weather").invoke(
-        "What's the weather in Paris?"
-    )
-    for call in message.tool_calls:
-        print(f"   {call['name']}({json.dumps(call['args'])}) -> {get_weather(**call['args'])}")
-
-    class City(BaseModel):
-        city: str
-        population: int
-
-    say("LangChain structured output (with_structured_output)")
-    print(f"   {model.with_structured_output(City).invoke('Name a city and its population.')!r}")
+    return list(entry_points(group="engine_clients.demo"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with target(args) as (engine, url, key):
         run_engine_clients(engine, url, key)
-        if not args.no_langchain:
-            try:
-                import integrations.langchain  # noqa: F401
-            except ImportError as exc:
-                say(f"LangChain part skipped: {exc} (pip install 'llm-engine-clients[langchain]')")
-            else:
-                run_langchain(engine, url, key)
+        demos = [] if args.no_langchain else framework_demos()
+        if not demos and not args.no_langchain:
+            say(
+                "LangChain part skipped: langchain-selfhosted is not installed "
+                "(pip install -e integrations/langchain, or pip install langchain-selfhosted)"
+            )
+        for entry in demos:
+            entry.load()(engine, url, key)
     say("done")
     return 0
 

@@ -7,8 +7,10 @@ PYTHON=${PYTHON:-python3}
 start=$(date +%s)
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev]" -e integrations/langchain -e integrations/llamaindex
 echo "== project installed ($(( $(date +%s) - start )) s)"
+.venv/bin/python scripts/check_wheels.py
+echo "== wheels built and checked in a clean venv ($(( $(date +%s) - start )) s)"
 .venv/bin/python -m engine_clients.testing provision
 echo "== engines provisioned ($(( $(date +%s) - start )) s)"
 .venv/bin/python -m pytest "$@"

@@ -5,10 +5,10 @@ chat with " Hello world."."""
 from __future__ import annotations
 
 import pytest
+from langchain_selfhosted import ChatEngine, EngineTextLLM
 
 from engine_clients import EnginePool
 from engine_clients.testing import EngineServer
-from integrations.langchain import ChatEngine, EngineTextLLM
 
 pytestmark = pytest.mark.integration
 

@@ -14,18 +14,18 @@ import pytest
 import respx
 from langchain_core.exceptions import ModelConnectionError, ModelInvalidRequestError
 from langchain_core.load import dumpd
-from pydantic import BaseModel, ValidationError
-
-import engine_clients
-from engine_clients import EnginePool, LlamaCppClient, TGIClient, VLLMClient
-from integrations.langchain import (
+from langchain_selfhosted import (
     ChatEngine,
     ChatLlamaCpp,
     ChatTGI,
     ChatVLLM,
     EngineTextLLM,
 )
-from integrations.langchain import errors as lc_errors
+from langchain_selfhosted import errors as lc_errors
+from pydantic import BaseModel, ValidationError
+
+import engine_clients
+from engine_clients import EnginePool, LlamaCppClient, TGIClient, VLLMClient
 from tests.support.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
 
 BASE = "http://auto.test"

@@ -23,11 +23,11 @@ from langchain_core.exceptions import (
 )
 from langchain_core.load import dumpd, dumps
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from langchain_selfhosted import TGILLM, VLLMLLM, ChatLlamaCpp, ChatTGI, ChatVLLM, LlamaCppLLM
+from langchain_selfhosted import errors as lc_errors
 from pydantic import BaseModel
 
 import engine_clients
-from integrations.langchain import TGILLM, VLLMLLM, ChatLlamaCpp, ChatTGI, ChatVLLM, LlamaCppLLM
-from integrations.langchain import errors as lc_errors
 from tests.support.mock_streams import sse
 
 BASE = "http://engine.test"

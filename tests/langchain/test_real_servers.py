@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from langchain_core.exceptions import ContextOverflowError, ModelAuthenticationError
 from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_selfhosted import VLLMLLM, ChatLlamaCpp, ChatVLLM, LlamaCppLLM
 
 import engine_clients
 from engine_clients.testing import EngineServer
-from integrations.langchain import VLLMLLM, ChatLlamaCpp, ChatVLLM, LlamaCppLLM
 
 pytestmark = pytest.mark.integration
 

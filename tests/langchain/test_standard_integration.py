@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
+from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatVLLM
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from engine_clients.testing import EngineServer
-from integrations.langchain import ChatEngine, ChatLlamaCpp, ChatVLLM
 
 pytestmark = pytest.mark.integration
 

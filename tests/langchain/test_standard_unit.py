@@ -9,10 +9,9 @@ from unittest import mock
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, load
+from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM
 from langchain_tests.unit_tests import ChatModelUnitTests
 from syrupy.assertion import SnapshotAssertion
-
-from integrations.langchain import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM
 
 
 class _Base(ChatModelUnitTests):
@@ -48,6 +47,7 @@ class _Base(ChatModelUnitTests):
         with mock.patch.dict(os.environ, env_params):
             ser = dumpd(model)
             assert ser == snapshot(name="serialized")
+            assert ser["id"] == ["langchain_selfhosted", "chat_models", self.chat_model_class.__name__]
             assert ser["kwargs"]["api_key"] == {
                 "lc": 1,
                 "type": "secret",

@@ -19,10 +19,10 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_selfhosted import TGILLM, ChatTGI
 from pydantic import BaseModel, Field
 
 from engine_clients import InvalidRequestError
-from integrations.langchain import TGILLM, ChatTGI
 from tests.support import tgi_recordings as rec
 from tests.support.openapi import validate_request
 

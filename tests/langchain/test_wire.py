@@ -11,9 +11,9 @@ import httpx
 import pytest
 import respx
 from langchain_core.exceptions import ModelInvalidRequestError
+from langchain_selfhosted import TGILLM, VLLMLLM, ChatLlamaCpp, ChatTGI, ChatVLLM, LlamaCppLLM
 
 from engine_clients import InvalidRequestError
-from integrations.langchain import TGILLM, VLLMLLM, ChatLlamaCpp, ChatTGI, ChatVLLM, LlamaCppLLM
 from tests.support.openapi import validate_request
 
 BASE = "http://engine.test"

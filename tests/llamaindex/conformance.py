@@ -33,9 +33,8 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
+from llama_index.llms.selfhosted import EngineLLM
 from pydantic import BaseModel
-
-from integrations.llamaindex import EngineLLM
 
 MODES = ["sync", "async"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.llms.selfhosted import EngineLLM
 
 from engine_clients import EnginePool
 from engine_clients.testing import EngineServer
-from integrations.llamaindex import EngineLLM
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ import respx
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
+from llama_index.llms.selfhosted import TGI, VLLM, EngineLLM, LlamaCpp
 from pydantic import BaseModel
 
 from engine_clients import (
@@ -27,7 +28,6 @@ from engine_clients import (
     TGIClient,
     VLLMClient,
 )
-from integrations.llamaindex import TGI, VLLM, EngineLLM, LlamaCpp
 from tests.support.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
 
 BASE = "http://auto.test"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -29,13 +29,10 @@ def _text(nb: nbformat.NotebookNode) -> str:
 
 
 def test_quickstart_notebook_runs(llama_server: EngineServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLAMACPP_BASE_URL", llama_server.base_url)
-    if llama_server.api_key:
-        monkeypatch.setenv("LLAMACPP_API_KEY", llama_server.api_key)
-    else:
-        monkeypatch.delenv("LLAMACPP_API_KEY", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # nothing in it may need one
+    """A newcomer's first run: no environment variable, so the notebook starts the embedded default.
+    (``llama_server`` only makes sure the engine is provisioned; the notebook starts its own.)"""
+    for var in ("LLAMACPP_BASE_URL", "LLAMACPP_API_KEY", "OPENAI_API_KEY"):  # nothing in it may need a key
+        monkeypatch.delenv(var, raising=False)
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
@@ -43,8 +40,11 @@ def test_quickstart_notebook_runs(llama_server: EngineServer, monkeypatch: pytes
     ).execute()
 
     out = _text(nb)
-    assert f"server: {llama_server.base_url}" in out
-    assert "context_window=1024" in out  # the metadata came from the server
+    assert "starting the embedded llama-server" in out
+    server_url = re.search(r"server: (http://\S+)", out)
+    assert server_url and server_url.group(1) != llama_server.base_url
+    context = re.search(r"context_window=(\d+)", out)
+    assert context and int(context.group(1)) >= 1024  # the metadata came from the server
     assert "answer:  Hello world." in out  # the query engine, through the scripted model
     assert "usage: {'prompt_tokens'" in out
     assert "City(name='a'" in out  # structured output, schema-constrained

@@ -18,10 +18,10 @@ from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.tools import FunctionTool
+from llama_index.llms.selfhosted import VLLM, EngineLLM, LlamaCpp
 from pydantic import BaseModel
 
 from engine_clients.testing import EngineServer
-from integrations.llamaindex import VLLM, EngineLLM, LlamaCpp
 from tests.llamaindex.conformance import Backend, Expect, LlamaIndexConformance, Weather
 
 pytestmark = pytest.mark.integration

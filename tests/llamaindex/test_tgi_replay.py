@@ -12,8 +12,8 @@ import pytest
 import respx
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.tools import FunctionTool
+from llama_index.llms.selfhosted import TGI
 
-from integrations.llamaindex import TGI
 from tests.llamaindex.conformance import Backend, Expect, LlamaIndexConformance, Person, Weather
 from tests.support import tgi_recordings as rec
 from tests.support.openapi import validate_request

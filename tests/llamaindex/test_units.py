@@ -26,6 +26,15 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from llama_index.core.prompts import PromptTemplate
+from llama_index.llms.selfhosted import TGI, VLLM, EngineLLM, LlamaCpp
+from llama_index.llms.selfhosted._base import _context_window
+from llama_index.llms.selfhosted._convert import (
+    ChatStreamAssembler,
+    chat_response,
+    keep_first_tool_call,
+    to_engine_message,
+    tool_selections,
+)
 
 from engine_clients import (
     Completion,
@@ -42,15 +51,6 @@ from engine_clients import (
     TopLogprob,
     Usage,
     VLLMClient,
-)
-from integrations.llamaindex import TGI, VLLM, EngineLLM, LlamaCpp
-from integrations.llamaindex._base import _context_window
-from integrations.llamaindex._convert import (
-    ChatStreamAssembler,
-    chat_response,
-    keep_first_tool_call,
-    to_engine_message,
-    tool_selections,
 )
 from tests.support import tgi_recordings as rec
 

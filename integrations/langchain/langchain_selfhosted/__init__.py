@@ -9,7 +9,7 @@ Every class also takes ``client=``: a ready ``engine_clients`` client or an ``En
 (``ChatEngine(client=EnginePool(["http://a:8000", "http://b:8000"], engine="vllm"))``).
 
 Errors raised are ``engine_clients`` errors that also inherit from LangChain's (``ContextOverflowError``,
-``ModelRateLimitError``, ...): see :mod:`integrations.langchain.errors`.
+``ModelRateLimitError``, ...): see :mod:`langchain_selfhosted.errors`.
 """
 
 from .chat_models import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM

@@ -1,7 +1,7 @@
 """LlamaIndex LLMs for self-hosted inference servers: :class:`TGI`, :class:`VLLM`, :class:`LlamaCpp`.
 
 >>> from llama_index.core import Settings
->>> from integrations.llamaindex import LlamaCpp
+>>> from llama_index.llms.selfhosted import LlamaCpp
 >>> Settings.llm = LlamaCpp()          # LLAMACPP_BASE_URL, or LlamaCpp("http://127.0.0.1:8080")
 
 :class:`EngineLLM` itself is the auto mode: ``EngineLLM("http://host:8080")`` detects the engine on first use

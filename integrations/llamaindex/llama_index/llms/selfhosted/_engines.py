@@ -14,7 +14,7 @@ __all__ = ["TGI", "VLLM", "LlamaCpp"]
 class TGI(EngineLLM):
     """Hugging Face Text Generation Inference as a LlamaIndex LLM.
 
-    >>> from integrations.llamaindex import TGI
+    >>> from llama_index.llms.selfhosted import TGI
     >>> llm = TGI("http://127.0.0.1:8080", max_tokens=256)   # or set TGI_BASE_URL
     >>> print(llm.complete("Hello").text)
 

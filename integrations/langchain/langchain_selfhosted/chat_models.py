@@ -6,7 +6,7 @@ client and declare their engine's own sampling fields. Every engine difference (
 emulation, grammar formats, error shapes) lives in ``engine_clients``. Each also takes ``client=``: a ready
 client or an ``EnginePool`` of replicas.
 
->>> from integrations.langchain import ChatLlamaCpp
+>>> from langchain_selfhosted import ChatLlamaCpp
 >>> llm = ChatLlamaCpp(base_url="http://127.0.0.1:8080", temperature=0)
 >>> for chunk in llm.stream("Hello"):
 ...     print(chunk.content, end="")
@@ -279,7 +279,7 @@ class ChatTGI(_BaseChatEngine):
     """Chat model on Hugging Face Text Generation Inference's Messages API.
 
     ``base_url`` / ``api_key`` default to ``$TGI_BASE_URL`` / ``$TGI_API_KEY``. TGI's chat route has no
-    ``top_k`` or repetition penalty (use :class:`~integrations.langchain.TGILLM` on ``/generate`` for
+    ``top_k`` or repetition penalty (use :class:`~langchain_selfhosted.TGILLM` on ``/generate`` for
     those), no JSON-object mode (``with_structured_output(method="json_mode")`` is refused), and refuses
     ``response_format`` together with tools. A per-call ``model=...`` is sent as TGI's ``model`` field, which
     TGI reads as a LoRA adapter id.
@@ -314,7 +314,7 @@ class ChatLlamaCpp(LlamaCppParams, _BaseChatEngine):
 class ChatEngine(AutoEngineMixin, _BaseChatEngine):
     """Chat model on whichever engine serves ``base_url`` (TGI, vLLM or llama.cpp), detected on first use.
 
-    >>> from integrations.langchain import ChatEngine
+    >>> from langchain_selfhosted import ChatEngine
     >>> ChatEngine(base_url="http://127.0.0.1:8080").invoke("Hello")     # engine found by probing, once
     >>> ChatEngine(base_url=url, engine="vllm", model_kwargs={"top_k": 20})  # no probing
 

@@ -160,8 +160,8 @@ def _context_window(info: EngineInfo | None, num_output: int) -> int:
 class EngineLLM(FunctionCallingLLM, CustomLLM):
     """A LlamaIndex ``FunctionCallingLLM`` (and ``CustomLLM``) over a self-hosted inference server.
 
-    Use :class:`~integrations.llamaindex.TGI`, :class:`~integrations.llamaindex.VLLM` or
-    :class:`~integrations.llamaindex.LlamaCpp`, or ``EngineLLM`` itself in auto mode::
+    Use :class:`~llama_index.llms.selfhosted.TGI`, :class:`~llama_index.llms.selfhosted.VLLM` or
+    :class:`~llama_index.llms.selfhosted.LlamaCpp`, or ``EngineLLM`` itself in auto mode::
 
         llm = EngineLLM("http://127.0.0.1:8080")                 # engine detected on first use
         llm = EngineLLM("http://gpu:8000", engine="vllm", additional_kwargs={"top_k": 20})

@@ -2,7 +2,7 @@
 :class:`TGILLM` (``/generate``), :class:`VLLMLLM` (``/v1/completions``) and
 :class:`LlamaCppLLM` (``/completion``); :class:`EngineTextLLM` detects the engine on first use.
 
->>> from integrations.langchain import LlamaCppLLM
+>>> from langchain_selfhosted import LlamaCppLLM
 >>> LlamaCppLLM(base_url="http://127.0.0.1:8080", max_tokens=16).invoke("Once upon a time")
 """
 
@@ -228,6 +228,6 @@ class LlamaCppLLM(LlamaCppParams, _BaseEngineLLM):
 
 class EngineTextLLM(AutoEngineMixin, _BaseEngineLLM):
     """Text completion on the native text route of whichever engine serves ``base_url``, detected on first
-    use (or given as ``engine=``); see :class:`~integrations.langchain.ChatEngine` for how. Only the common
+    use (or given as ``engine=``); see :class:`~langchain_selfhosted.ChatEngine` for how. Only the common
     sampling fields are typed: an engine's own go in ``model_kwargs``. ``client=`` takes a ready client or
     ``EnginePool``."""

@@ -1,0 +1,43 @@
+"""The LangChain part of ``python -m engine_clients demo``, registered as an ``engine_clients.demo``
+entry point."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from .chat_models import ChatLlamaCpp, ChatTGI, ChatVLLM
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def run(engine: str, url: str, api_key: str | None) -> None:
+    """A streamed chat, a tool call and a structured output through the LangChain chat model."""
+    cls: Any = {"tgi": ChatTGI, "vllm": ChatVLLM, "llamacpp": ChatLlamaCpp}[engine]
+    model = cls(base_url=url, api_key=api_key, temperature=0, max_tokens=64)
+    say(f"LangChain {cls.__name__}: streamed chat")
+    for chunk in model.stream("Say hello."):
+        print(chunk.content, end="", flush=True)
+    print()
+
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"sunny in {city}"
+
+    say("LangChain tool call (bind_tools, tool_choice='get_weather')")
+    message = model.bind_tools([get_weather], tool_choice="get_weather").invoke(
+        "What's the weather in Paris?"
+    )
+    for call in message.tool_calls:
+        print(f"   {call['name']}({json.dumps(call['args'])}) -> {get_weather(**call['args'])}")
+
+    class City(BaseModel):
+        city: str
+        population: int
+
+    say("LangChain structured output (with_structured_output)")
+    print(f"   {model.with_structured_output(City).invoke('Name a city and its population.')!r}")
