@@ -303,6 +303,17 @@ def test_tool_calls_valid_and_invalid(router: respx.MockRouter) -> None:
     assert message.response_metadata["finish_reason"] == "tool_calls"
 
 
+def test_tool_call_cut_by_max_tokens_is_invalid_not_empty(router: respx.MockRouter) -> None:
+    """finish_reason "length" with arguments "{": an invalid tool call, never a call with {} arguments."""
+    body = answer("", tool_calls=[call("get_weather", "{", "c1")])
+    body["choices"][0]["finish_reason"] = "length"
+    router.post(CHAT).mock(return_value=httpx.Response(200, json=body))
+    message = ChatLlamaCpp(base_url=BASE, model="m").invoke("hi")
+    assert message.tool_calls == []
+    assert [(c["name"], c["args"]) for c in message.invalid_tool_calls] == [("get_weather", "{")]
+    assert message.response_metadata["finish_reason"] == "length"
+
+
 async def test_streamed_tool_calls_become_tool_call_chunks(router: respx.MockRouter) -> None:
     events = [
         chunk(

@@ -26,7 +26,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from llama_index.core.prompts import PromptTemplate
-from llama_index.llms.selfhosted import TGI, VLLM, EngineLLM, LlamaCpp
+from llama_index.llms.selfhosted import TGI, VLLM, EngineLLM, InvalidToolCallError, LlamaCpp
 from llama_index.llms.selfhosted._base import _context_window
 from llama_index.llms.selfhosted._convert import (
     ChatStreamAssembler,
@@ -53,6 +53,7 @@ from engine_clients import (
     VLLMClient,
 )
 from tests.support import tgi_recordings as rec
+from tests.support.fake_engines import chat_answer
 
 ENGINES = [TGI, VLLM, LlamaCpp]
 URL = "http://engine.test"
@@ -272,12 +273,30 @@ def test_chat_response_shape() -> None:
     assert isinstance(blocks[0], TextBlock) and response.message.content == ""
     assert [(b.tool_name, b.tool_kwargs) for b in blocks[1:]] == [("f", {"x": 1}), ("g", '{"y": ')]
     assert response.message.additional_kwargs["tool_calls"][1]["function"]["arguments"] == '{"y": '
-    assert response.raw["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    assert response.raw["usage"].items() >= {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}.items()
     assert response.additional_kwargs == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-    # arguments that are not (yet) a complete JSON object parse as far as they go, or to {}
-    assert [s.tool_kwargs for s in tool_selections(response.message)] == [{"x": 1}, {"y": None}]
+    # a finished response whose call has arguments that are not a JSON object is an error, never {} arguments
+    with pytest.raises(InvalidToolCallError, match="not valid JSON") as info:
+        tool_selections(response.message)
+    assert info.value.calls == [{"id": "c2", "name": "g", "arguments": '{"y": ', "error": "not valid JSON"}]
     broken = chat_response(_completion(tool_calls=[ToolCall("c3", "h", None, "[1, 2]", 0, error="a list")]))
-    assert [s.tool_kwargs for s in tool_selections(broken.message)] == [{}]
+    with pytest.raises(InvalidToolCallError, match=r"h\('\[1, 2\]'\)"):
+        tool_selections(broken.message)
+
+
+@respx.mock(base_url=URL, assert_all_called=False)
+def test_tool_call_cut_by_max_tokens_is_not_run_with_empty_arguments(respx_mock: respx.MockRouter) -> None:
+    """finish_reason "length" with arguments "{": a FunctionAgent would have run the tool with {}."""
+    answer = chat_answer(
+        "", [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{"}}]
+    )
+    answer["choices"][0]["finish_reason"] = "length"
+    respx_mock.post("/v1/chat/completions").mock(return_value=httpx.Response(200, json=answer))
+    llm = LlamaCpp(URL, model="m")
+    response = llm.chat([ChatMessage(role="user", content="weather?")])
+    with pytest.raises(InvalidToolCallError, match="cut off by the token limit") as info:
+        llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
+    assert info.value.calls[0]["name"] == "get_weather" and info.value.calls[0]["arguments"] == "{"
 
 
 def test_chat_response_without_usage_lets_token_counting_estimate() -> None:

@@ -16,6 +16,7 @@ model) read from the server on first use. Needs the ``llamaindex`` extra (``llam
 """
 
 from ._base import EngineLLM
+from ._convert import InvalidToolCallError
 from ._engines import TGI, VLLM, LlamaCpp
 
-__all__ = ["TGI", "VLLM", "EngineLLM", "LlamaCpp"]
+__all__ = ["TGI", "VLLM", "EngineLLM", "InvalidToolCallError", "LlamaCpp"]

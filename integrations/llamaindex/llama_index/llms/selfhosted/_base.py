@@ -661,8 +661,9 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
     def get_tool_calls_from_response(
         self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
     ) -> list[ToolSelection]:
-        """The tool calls in ``response`` (streamed partial arguments are parsed as far as they go; arguments
-        that are not a JSON object become ``{}``). Raises ValueError when there is none and
+        """The tool calls in ``response`` (streamed partial arguments are parsed as far as they go). Raises
+        :class:`InvalidToolCallError` when the finished response holds a call whose arguments are not a JSON
+        object (cut off by ``max_tokens``, or malformed), and ValueError when there is none and
         ``error_on_no_tool_call``."""
         selections = tool_selections(response.message)
         if not selections and error_on_no_tool_call:

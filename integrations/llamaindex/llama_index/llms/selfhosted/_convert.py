@@ -31,6 +31,7 @@ from engine_clients import Completion, End, StreamEvent, Token, ToolCall, ToolCa
 __all__ = [
     "ChatStreamAssembler",
     "CompletionStreamAssembler",
+    "InvalidToolCallError",
     "chat_response",
     "completion_response",
     "to_engine_messages",
@@ -185,8 +186,26 @@ def _tool_call_block(call: ToolCall) -> ToolCallBlock:
     )
 
 
-def _assistant(content: str, blocks: list[ToolCallBlock], calls: list[dict[str, Any]]) -> ChatMessage:
-    extra: dict[str, Any] = {"tool_calls": calls} if calls else {}
+class InvalidToolCallError(ValueError):
+    """The model produced a tool call whose arguments are not a JSON object: cut off by the token limit
+    (``finish_reason="length"``) or malformed. Raised by ``get_tool_calls_from_response`` so that no agent
+    runs the tool with made-up (empty) arguments. ``calls`` holds each invalid call's id, name, raw
+    arguments and the reason."""
+
+    def __init__(self, calls: list[dict[str, Any]]) -> None:
+        self.calls = calls
+        described = "; ".join(f"{c['name']}({c['arguments']!r}): {c['error']}" for c in calls)
+        super().__init__(f"invalid tool call arguments, the tool was not run: {described}")
+
+
+def _invalid_call(call: ToolCall, finish_reason: str) -> dict[str, Any]:
+    error = call.error or "arguments are not a JSON object"
+    if finish_reason == "length":
+        error = f"cut off by the token limit (finish_reason='length'; raise max_tokens): {error}"
+    return {"id": call.id, "name": call.name, "arguments": call.raw_arguments, "error": error}
+
+
+def _assistant(content: str, blocks: list[ToolCallBlock], extra: dict[str, Any]) -> ChatMessage:
     return ChatMessage(
         role=MessageRole.ASSISTANT, blocks=[TextBlock(text=content), *blocks], additional_kwargs=extra
     )
@@ -194,13 +213,15 @@ def _assistant(content: str, blocks: list[ToolCallBlock], calls: list[dict[str, 
 
 def chat_response(completion: Completion, *, delta: str | None = None) -> ChatResponse:
     """A ``ChatResponse``: text and ``ToolCallBlock``s in ``message.blocks``, the calls also as OpenAI-style
-    dicts in ``message.additional_kwargs["tool_calls"]``; usage in ``raw["usage"]`` and
-    ``additional_kwargs``."""
-    message = _assistant(
-        completion.content,
-        [_tool_call_block(c) for c in completion.tool_calls],
-        [c.to_openai() for c in completion.tool_calls],
-    )
+    dicts in ``message.additional_kwargs["tool_calls"]`` (calls whose arguments are not a JSON object also in
+    ``additional_kwargs["invalid_tool_calls"]``); usage in ``raw["usage"]`` and ``additional_kwargs``."""
+    extra: dict[str, Any] = {}
+    if completion.tool_calls:
+        extra["tool_calls"] = [c.to_openai() for c in completion.tool_calls]
+        invalid = [_invalid_call(c, completion.finish_reason) for c in completion.tool_calls if not c.valid]
+        if invalid:
+            extra["invalid_tool_calls"] = invalid
+    message = _assistant(completion.content, [_tool_call_block(c) for c in completion.tool_calls], extra)
     return ChatResponse(
         message=message,
         raw=_raw(completion),
@@ -261,7 +282,7 @@ class ChatStreamAssembler:
         ]
         # each response owns its tool-call dicts (later fragments must not change earlier responses)
         owned = [{**c, "function": dict(c["function"])} for c in calls]
-        return _assistant(self.text, blocks, owned)
+        return _assistant(self.text, blocks, {"tool_calls": owned} if owned else {})
 
     def feed(self, event: StreamEvent) -> ChatResponse | None:
         if isinstance(event, Token):
@@ -339,6 +360,11 @@ def _kwargs(args: Any) -> dict[str, Any]:
 
 
 def tool_selections(message: ChatMessage) -> list[ToolSelection]:
+    """The calls as ``ToolSelection``s. A finished response with a call whose arguments are not a JSON
+    object raises :class:`InvalidToolCallError`; a response still streaming parses partial arguments."""
+    invalid = message.additional_kwargs.get("invalid_tool_calls")
+    if invalid:
+        raise InvalidToolCallError(list(invalid))
     return [
         ToolSelection(tool_id=call_id, tool_name=name, tool_kwargs=_kwargs(args))
         for call_id, name, args in tool_calls_of(message)
