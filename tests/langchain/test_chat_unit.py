@@ -269,12 +269,13 @@ def test_history_with_tool_calls_goes_out_openai_style(router: respx.MockRouter)
 
 
 def test_provider_specific_assistant_blocks_become_text(router: respx.MockRouter) -> None:
+    """Text blocks become the content; a thinking block goes back as vLLM's ``reasoning``, never content."""
     router.post(CHAT).mock(return_value=httpx.Response(200, json=answer()))
     ai = AIMessage(
         [{"type": "thinking", "thinking": "hm", "signature": "x"}, {"type": "text", "text": "Hello"}]
     )
     ChatVLLM(base_url=BASE, model="m").invoke([HumanMessage("hi"), ai, HumanMessage("again")])
-    assert body_of(router)["messages"][1] == {"role": "assistant", "content": "Hello"}
+    assert body_of(router)["messages"][1] == {"role": "assistant", "content": "Hello", "reasoning": "hm"}
 
 
 def test_image_blocks_become_image_url_parts(router: respx.MockRouter) -> None:

@@ -190,7 +190,7 @@ def test_text_and_roles() -> None:
     assert to_engine_message(two) == {"role": "system", "content": "a\nb"}
     assert to_engine_message(ChatMessage(role=MessageRole.CHATBOT, content="x"))["role"] == "assistant"
     thinking = ChatMessage(role="assistant", blocks=[ThinkingBlock(content="hmm"), TextBlock(text="ok")])
-    assert to_engine_message(thinking) == {"role": "assistant", "content": "ok"}
+    assert to_engine_message(thinking) == {"role": "assistant", "content": "ok", "reasoning": "hmm"}
 
 
 def test_images_become_content_parts() -> None:

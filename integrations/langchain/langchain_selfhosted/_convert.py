@@ -11,7 +11,17 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.messages.utils import convert_to_openai_messages
 from langchain_core.outputs import ChatGenerationChunk
 
-from engine_clients import Completion, End, Started, StreamEvent, Token, TokenLogprob, ToolCallDelta, Usage
+from engine_clients import (
+    Completion,
+    End,
+    Reasoning,
+    Started,
+    StreamEvent,
+    Token,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 
 __all__ = [
     "StreamConverter",
@@ -23,32 +33,61 @@ __all__ = [
 ]
 
 
+_REASONING_BLOCKS = {"reasoning": "reasoning", "thinking": "thinking"}  # block type -> its text key
+
+
+def _reasoning_of(message: BaseMessage) -> str | None:
+    """An assistant turn's thinking: ``additional_kwargs["reasoning_content"]`` (what this package
+    produces), else standard ``reasoning`` / Anthropic-style ``thinking`` content blocks."""
+    text = message.additional_kwargs.get("reasoning_content")
+    if isinstance(text, str):
+        return text
+    if isinstance(message.content, list):
+        parts = [
+            str(b.get(_REASONING_BLOCKS[b["type"]], ""))
+            for b in message.content
+            if isinstance(b, dict) and b.get("type") in _REASONING_BLOCKS
+        ]
+        if parts:
+            return "".join(parts)
+    return None
+
+
 def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """OpenAI-style message dicts: assistant tool calls as ``tool_calls`` (JSON-string arguments),
-    ``ToolMessage`` as ``role: tool`` + ``tool_call_id``, standard image blocks as ``image_url`` parts."""
-    out: list[dict[str, Any]] = convert_to_openai_messages(list(messages), text_format="string")
-    for m in out:
-        if m["role"] == "assistant" and isinstance(m.get("content"), list):
+    ``ToolMessage`` as ``role: tool`` + ``tool_call_id``, standard image blocks as ``image_url`` parts, and
+    an assistant turn's thinking as ``reasoning`` (the engine layer sends it in the engine's own field)."""
+    messages = list(messages)
+    out: list[dict[str, Any]] = convert_to_openai_messages(messages, text_format="string")
+    for original, m in zip(messages, out, strict=True):
+        if m["role"] != "assistant":
+            continue
+        if isinstance(m.get("content"), list):
             # Provider-specific blocks (thinking, tool_use, ...) are not something a chat template reads;
             # the tool calls themselves are already in ``tool_calls``.
             m["content"] = "".join(
                 b.get("text", "") for b in m["content"] if isinstance(b, dict) and b.get("type") == "text"
             )
+        reasoning = _reasoning_of(original)
+        if reasoning:
+            m["reasoning"] = reasoning
     return out
 
 
 def usage_metadata(usage: Usage | None) -> UsageMetadata | None:
     if usage is None:
         return None
-    # cast: mypy reads langchain-core's NotRequired detail keys as required.
-    return cast(
-        UsageMetadata,
-        {
-            "input_tokens": usage.prompt_tokens,
-            "output_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
-        },
-    )
+    meta: dict[str, Any] = {
+        "input_tokens": usage.prompt_tokens,
+        "output_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+    }
+    # langchain-core's standard detail keys, only for what the engine reported (never a guessed 0)
+    if usage.cached_prompt_tokens is not None:
+        meta["input_token_details"] = {"cache_read": usage.cached_prompt_tokens}
+    if usage.reasoning_tokens is not None:
+        meta["output_token_details"] = {"reasoning": usage.reasoning_tokens}
+    return cast(UsageMetadata, meta)  # cast: mypy reads the NotRequired detail keys as required
 
 
 def logprobs_payload(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
@@ -91,6 +130,7 @@ def completion_to_message(completion: Completion, model_name: str | None) -> AIM
             invalid.append(invalid_tool_call(name=tc.name, args=tc.raw_arguments, id=tc.id, error=tc.error))
     return AIMessage(
         content=completion.content,
+        additional_kwargs={"reasoning_content": completion.reasoning} if completion.reasoning else {},
         tool_calls=calls,
         invalid_tool_calls=invalid,
         usage_metadata=usage_metadata(completion.usage),
@@ -112,6 +152,12 @@ class StreamConverter:
     def feed(self, event: StreamEvent) -> ChatGenerationChunk | None:
         if isinstance(event, Token):
             return self._token(event)
+        if isinstance(event, Reasoning):
+            # additional_kwargs strings concatenate when chunks merge; content_blocks shows a reasoning block
+            message = AIMessageChunk(
+                content="", additional_kwargs={"reasoning_content": event.text}, id=self.id
+            )
+            return ChatGenerationChunk(message=message)
         if isinstance(event, ToolCallDelta):
             return self._tool_delta(event)
         if isinstance(event, End):

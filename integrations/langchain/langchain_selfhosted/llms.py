@@ -66,8 +66,9 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
     def _usage(gens: list[list[Generation]], model_name: str | None) -> dict[str, Any]:
         totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         for (g,) in gens:
-            for k, v in ((g.generation_info or {}).get("token_usage") or {}).items():
-                totals[k] += v
+            usage = (g.generation_info or {}).get("token_usage") or {}
+            for k in totals:
+                totals[k] += usage.get(k) or 0
         return {"token_usage": totals, "model_name": model_name}
 
     # -- sync --

@@ -26,7 +26,17 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 
-from engine_clients import Completion, End, StreamEvent, Token, ToolCall, ToolCallDelta, TopLogprob, Usage
+from engine_clients import (
+    Completion,
+    End,
+    Reasoning,
+    StreamEvent,
+    Token,
+    ToolCall,
+    ToolCallDelta,
+    TopLogprob,
+    Usage,
+)
 
 __all__ = [
     "ChatStreamAssembler",
@@ -94,13 +104,15 @@ def to_engine_message(message: ChatMessage) -> dict[str, Any]:
 
     Text blocks are joined (as ``ChatMessage.content`` joins them); images become ``image_url`` parts;
     ``ToolCallBlock``s (or, for older producers, ``additional_kwargs["tool_calls"]``) become ``tool_calls``;
-    a tool result's ``additional_kwargs["tool_call_id"]`` becomes ``tool_call_id``. Thinking blocks and cache
-    points are not sent.
+    a tool result's ``additional_kwargs["tool_call_id"]`` becomes ``tool_call_id``. An assistant turn's
+    ``ThinkingBlock``s become ``reasoning`` (the engine layer sends it in the engine's own field, or leaves it
+    out where the engine has none); cache points are not sent.
     """
     role = _ROLES.get(message.role, str(message.role.value))
     texts: list[str] = []
     parts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[str] = []
     has_media = False
     for block in message.blocks:
         if isinstance(block, TextBlock):
@@ -117,7 +129,10 @@ def to_engine_message(message: ChatMessage) -> dict[str, Any]:
                     "function": {"name": block.tool_name, "arguments": _arguments_str(block.tool_kwargs)},
                 }
             )
-        elif isinstance(block, ThinkingBlock | CachePoint):
+        elif isinstance(block, ThinkingBlock):
+            if block.content:
+                thinking.append(block.content)
+        elif isinstance(block, CachePoint):
             continue
         else:
             raise ValueError(f"{type(block).__name__} content is not supported by this LLM")
@@ -132,6 +147,8 @@ def to_engine_message(message: ChatMessage) -> dict[str, Any]:
         out["content"] = None if calls and not text else text
     if calls:
         out["tool_calls"] = calls
+    if thinking and role == "assistant":
+        out["reasoning"] = "".join(thinking)
     if role == "tool":
         call_id = message.additional_kwargs.get("tool_call_id")
         if call_id is not None:
@@ -153,11 +170,16 @@ def usage_kwargs(usage: Usage | None) -> dict[str, int]:
     """Token counts the way llama-index-llms-openai reports them in ``ChatResponse.additional_kwargs``."""
     if usage is None:
         return {}
-    return {
+    out = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.reasoning_tokens is not None:
+        out["reasoning_tokens"] = usage.reasoning_tokens
+    if usage.cached_prompt_tokens is not None:
+        out["cached_tokens"] = usage.cached_prompt_tokens
+    return out
 
 
 def _raw(completion: Completion) -> dict[str, Any]:
@@ -205,9 +227,12 @@ def _invalid_call(call: ToolCall, finish_reason: str) -> dict[str, Any]:
     return {"id": call.id, "name": call.name, "arguments": call.raw_arguments, "error": error}
 
 
-def _assistant(content: str, blocks: list[ToolCallBlock], extra: dict[str, Any]) -> ChatMessage:
+def _assistant(
+    content: str, blocks: list[ToolCallBlock], extra: dict[str, Any], thinking: ThinkingBlock | None = None
+) -> ChatMessage:
+    head: list[ThinkingBlock | TextBlock] = [thinking] if thinking is not None else []
     return ChatMessage(
-        role=MessageRole.ASSISTANT, blocks=[TextBlock(text=content), *blocks], additional_kwargs=extra
+        role=MessageRole.ASSISTANT, blocks=[*head, TextBlock(text=content), *blocks], additional_kwargs=extra
     )
 
 
@@ -221,7 +246,12 @@ def chat_response(completion: Completion, *, delta: str | None = None) -> ChatRe
         invalid = [_invalid_call(c, completion.finish_reason) for c in completion.tool_calls if not c.valid]
         if invalid:
             extra["invalid_tool_calls"] = invalid
-    message = _assistant(completion.content, [_tool_call_block(c) for c in completion.tool_calls], extra)
+    thinking = None
+    if completion.reasoning:
+        tokens = completion.usage.reasoning_tokens if completion.usage is not None else None
+        thinking = ThinkingBlock(content=completion.reasoning, num_tokens=tokens)
+    blocks = [_tool_call_block(c) for c in completion.tool_calls]
+    message = _assistant(completion.content, blocks, extra, thinking)
     return ChatResponse(
         message=message,
         raw=_raw(completion),
@@ -259,7 +289,10 @@ def _token_raw(event: Token) -> dict[str, Any]:
 class ChatStreamAssembler:
     """Turns stream events into cumulative ``ChatResponse``s.
 
-    One response per text token (``delta`` = the token) and per tool-call fragment (``delta`` = ""), with the
+    One response per text token (``delta`` = the token), per reasoning piece (``delta`` = "",
+    ``additional_kwargs["thinking_delta"]`` = the piece, which agents publish as
+    ``AgentStream.thinking_delta``;
+    the thinking so far in a ``ThinkingBlock``) and per tool-call fragment (``delta`` = ""), with the
     tool calls so far accumulated into ``ToolCallBlock``s (arguments as the partial JSON string) and
     ``message.additional_kwargs["tool_calls"]``, like llama-index-llms-openai. The stream's last response
     (``delta`` = "") carries the finished result: parsed tool-call arguments, ``raw`` (the whole
@@ -268,6 +301,7 @@ class ChatStreamAssembler:
 
     def __init__(self) -> None:
         self.text = ""
+        self.reasoning = ""
         self.calls: dict[int, dict[str, Any]] = {}
 
     def _message(self) -> ChatMessage:
@@ -282,7 +316,8 @@ class ChatStreamAssembler:
         ]
         # each response owns its tool-call dicts (later fragments must not change earlier responses)
         owned = [{**c, "function": dict(c["function"])} for c in calls]
-        return _assistant(self.text, blocks, {"tool_calls": owned} if owned else {})
+        thinking = ThinkingBlock(content=self.reasoning) if self.reasoning else None
+        return _assistant(self.text, blocks, {"tool_calls": owned} if owned else {}, thinking)
 
     def feed(self, event: StreamEvent) -> ChatResponse | None:
         if isinstance(event, Token):
@@ -293,6 +328,14 @@ class ChatStreamAssembler:
                 delta=event.text,
                 raw=_token_raw(event),
                 logprobs=[row] if row else None,
+            )
+        if isinstance(event, Reasoning):
+            self.reasoning += event.text
+            return ChatResponse(
+                message=self._message(),
+                delta="",
+                raw={"reasoning": event.text, "index": event.index},
+                additional_kwargs={"thinking_delta": event.text},
             )
         if isinstance(event, ToolCallDelta):
             call = self.calls.setdefault(
