@@ -17,37 +17,36 @@ The pool knows no engine: session affinity asks each replica's client for its
 :meth:`~engine_clients.BaseClient.affinity_params` (llama.cpp pins a slot and its prompt cache).
 State is guarded by one ``threading.Lock`` held only for bookkeeping, so one pool serves threads and
 event loops at once.
+
+This module holds the request loops (queueing, failover, streams) and the public API; each other part
+reads on its own:
+
+- ``_pool_routing``: which replica an attempt goes to (least in flight, trials, session affinity);
+- ``_pool_breaker``: the per-replica circuit breaker, and which errors count against a replica;
+- ``_pool_health``: health checks and the background health thread;
+- ``_pool_stats``: ``PoolStats``/``ReplicaStats`` and the counters behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
+import functools
 import os
 import threading
 import time
-import zlib
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 from typing_extensions import Self
 
 from ._clients import BaseClient
-from ._detect import PROBE_TIMEOUT, EngineDetectionError, aconnect, client_class, connect
-from .errors import (
-    EngineError,
-    EngineUnavailableError,
-    InternalServerError,
-    InvalidRequestError,
-    MalformedResponseError,
-    RateLimitError,
-    StreamError,
-    TimeoutError,
-)
+from ._detect import PROBE_TIMEOUT, aconnect, client_class, connect
+from ._pool_breaker import FAILOVER, BreakerState, Outcome, caller_outcome, outcome
+from ._pool_health import HealthLoop, ahealth_of, health_of, overall
+from ._pool_routing import NoReplica, Replica, Router, session_slot
+from ._pool_stats import Percentiles, PoolCounters, PoolStats, ReplicaStats, redact
+from .errors import EngineError, EngineUnavailableError, InvalidRequestError, RateLimitError
 from .types import (
     Completion,
     End,
@@ -63,182 +62,15 @@ from .types import (
 
 __all__ = ["BreakerState", "EnginePool", "Percentiles", "PoolExhaustedError", "PoolStats", "ReplicaStats"]
 
-BreakerState = Literal["closed", "open", "half_open"]
-
-# Errors that say the replica (not the request) is at fault: counted by the breaker, and failed over.
-_FAULTS: tuple[type[EngineError], ...] = (
-    EngineUnavailableError,
-    TimeoutError,
-    InternalServerError,
-    MalformedResponseError,
-    StreamError,
-    EngineDetectionError,
-)
-# Also failed over (before the first token), but not counted against the replica: it is alive, just busy.
-_FAILOVER: tuple[type[EngineError], ...] = (*_FAULTS, RateLimitError)
-
 
 class PoolExhaustedError(RateLimitError):
     """Every usable replica is at its concurrency limit and the pool's wait queue is full, or the wait for a
     free slot outlasted ``queue_timeout``. A :class:`RateLimitError`: back off and try again."""
 
 
-# ---- statistics -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Percentiles:
-    """Nearest-rank percentiles in seconds over the last ``stats_window`` samples (None when empty)."""
-
-    count: int
-    p50: float | None
-    p90: float | None
-    p99: float | None
-
-    @classmethod
-    def of(cls, samples: Sequence[float]) -> Percentiles:
-        if not samples:
-            return cls(0, None, None, None)
-        s = sorted(samples)
-        n = len(s)
-
-        def rank(p: float) -> float:
-            return s[max(0, math.ceil(p / 100 * n) - 1)]
-
-        return cls(n, rank(50), rank(90), rank(99))
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicaStats:
-    """One replica. ``requests`` counts attempts routed to it (a failed-over request counts on each replica
-    it tried); ``retries`` the retries its client made before giving up or succeeding; ``latency`` is each
-    successful attempt's duration, ``ttft`` a stream's time to its first token."""
-
-    url: str
-    engine: str | None
-    state: BreakerState
-    health: HealthStatus | None
-    requests: int
-    successes: int
-    failures: int
-    retries: int
-    in_flight: int
-    consecutive_failures: int
-    tokens_in: int
-    tokens_out: int
-    latency: Percentiles
-    ttft: Percentiles
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """The whole pool, as callers see it: ``requests`` are calls made on the pool, ``failures`` errors that
-    reached a caller, ``failovers`` attempts moved to another replica, ``rejected`` requests refused by a full
-    queue, ``cancelled`` streams closed early or tasks cancelled; ``in_flight`` counts calls in progress,
-    the ``queued`` ones included. ``latency``/``ttft`` are end to end
-    (queueing and failover included); tokens come from ``usage``."""
-
-    requests: int
-    successes: int
-    failures: int
-    cancelled: int
-    failovers: int
-    rejected: int
-    retries: int
-    in_flight: int
-    queued: int
-    tokens_in: int
-    tokens_out: int
-    latency: Percentiles
-    ttft: Percentiles
-    replicas: tuple[ReplicaStats, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---- replicas -------------------------------------------------------------------------------------------
-
-
-class _Replica:
-    def __init__(self, index: int, url: str, client: BaseClient | None, owned: bool, window: int) -> None:
-        self.index = index
-        self.url = url
-        self.client = client
-        self.owned = owned
-        self.state: BreakerState = "closed"
-        self.failures_in_row = 0
-        self.opened_at = 0.0
-        self.probing = False  # the half-open trial request is in flight
-        self.ejected = False  # opened by a failed health check (re-admitted by a passing one)
-        self.health: HealthStatus | None = None
-        self.in_flight = 0
-        self.requests = self.successes = self.failures = self.retries = 0
-        self.tokens_in = self.tokens_out = 0
-        self.latency: deque[float] = deque(maxlen=window)
-        self.ttft: deque[float] = deque(maxlen=window)
-        self.hooked: set[int] = set()  # ids of transports whose on_retry counts into ``retries``
-
-    def snapshot(self) -> ReplicaStats:
-        return ReplicaStats(
-            url=_redact(self.url),
-            engine=self.client.engine if self.client is not None else None,
-            state=self.state,
-            health=self.health,
-            requests=self.requests,
-            successes=self.successes,
-            failures=self.failures,
-            retries=self.retries,
-            in_flight=self.in_flight,
-            consecutive_failures=self.failures_in_row,
-            tokens_in=self.tokens_in,
-            tokens_out=self.tokens_out,
-            latency=Percentiles.of(self.latency),
-            ttft=Percentiles.of(self.ttft),
-        )
-
-
-class _NoReplica(Exception):
-    def __init__(self, retry_after: float | None) -> None:
-        self.retry_after = retry_after
-
-
-def _redact(url: str) -> str:
-    """The URL without any ``user:password@`` part (never shown in reprs or errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-_Outcome = Literal["ok", "answered", "fault", "busy", "cancel"]
-
-
-def _caller_outcome(exc: BaseException) -> bool | None:
-    """False: an error reaches the caller; None: the caller went away (closed stream, cancelled task)."""
-    return None if isinstance(exc, GeneratorExit | asyncio.CancelledError | KeyboardInterrupt) else False
-
-
-def _outcome(exc: BaseException) -> _Outcome:
-    if isinstance(exc, _FAULTS):
-        return "fault"
-    if isinstance(exc, RateLimitError):
-        return "busy"
-    if isinstance(exc, InvalidRequestError):
-        return "cancel"  # refused before sending: says nothing about the replica
-    if isinstance(exc, EngineError):
-        return "answered"  # the replica answered (4xx): it is alive
-    return "cancel"
 
 
 class EnginePool:
@@ -299,30 +131,23 @@ class EnginePool:
         self.max_sessions = max_sessions
         self.probe_timeout = probe_timeout
         self._client_kwargs = client_kwargs
-        self._replicas: list[_Replica] = []
+        self._replicas: list[Replica] = []
         for i, rep in enumerate(replicas):
             if isinstance(rep, BaseClient):
-                self._replicas.append(_Replica(i, rep.base_url, rep, False, stats_window))
+                self._replicas.append(Replica(i, rep.base_url, rep, False, stats_window))
             elif isinstance(rep, str):
                 url = rep.strip().rstrip("/")
                 client = client_class(engine)(url, **client_kwargs) if engine is not None else None
-                self._replicas.append(_Replica(i, url, client, True, stats_window))
+                self._replicas.append(Replica(i, url, client, True, stats_window))
             else:
                 raise InvalidRequestError(f"a replica must be a URL or a client, not {type(rep).__name__}")
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._waiting = 0
-        self._rr = 0
-        self._sessions: OrderedDict[str, int] = OrderedDict()
-        self._requests = self._successes = self._failures = self._failovers = self._rejected = 0
-        self._cancelled = 0
-        self._in_flight = 0
-        self._latency: deque[float] = deque(maxlen=stats_window)
-        self._ttft: deque[float] = deque(maxlen=stats_window)
-        self._health_thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._closed = False
+        self._waiting = 0  # requests queued for a free slot
+        self._router = Router()
+        self._counters = PoolCounters(stats_window)
+        self._health_loop = HealthLoop(self.check_health)
 
     @classmethod
     def from_env(cls, engine: str, **kwargs: Any) -> EnginePool:
@@ -337,7 +162,7 @@ class EnginePool:
     # -- introspection --
     @property
     def replicas(self) -> list[str]:
-        return [_redact(r.url) for r in self._replicas]
+        return [redact(r.url) for r in self._replicas]
 
     @property
     def clients(self) -> list[BaseClient | None]:
@@ -361,115 +186,34 @@ class EnginePool:
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's and each replica's counters and percentiles."""
         with self._lock:
-            reps = tuple(r.snapshot() for r in self._replicas)
-            return PoolStats(
-                requests=self._requests,
-                successes=self._successes,
-                failures=self._failures,
-                cancelled=self._cancelled,
-                failovers=self._failovers,
-                rejected=self._rejected,
-                retries=sum(r.retries for r in reps),
-                in_flight=self._in_flight,
-                queued=self._waiting,
-                tokens_in=sum(r.tokens_in for r in reps),
-                tokens_out=sum(r.tokens_out for r in reps),
-                latency=Percentiles.of(self._latency),
-                ttft=Percentiles.of(self._ttft),
-                replicas=reps,
-            )
+            return self._counters.snapshot(tuple(r.snapshot() for r in self._replicas), self._waiting)
 
-    # -- routing (all under self._lock) --
-    def _room(self, r: _Replica) -> bool:
-        return self.max_concurrency is None or r.in_flight < self.max_concurrency
-
-    def _pick(self, exclude: set[int], session_id: str | None) -> _Replica | None:
-        """The replica for the next attempt (its slot taken), None when all usable ones are full;
-        raises _NoReplica when none is usable at all."""
-        now = time.monotonic()
-        ready: list[_Replica] = []
-        trial: list[_Replica] = []
-        for r in self._replicas:
-            if r.index in exclude:
-                continue
-            if r.state == "closed":
-                ready.append(r)
-            elif r.state == "open" and not r.probing and now - r.opened_at >= self.cooldown:
-                trial.append(r)
-        if not ready and not trial:
-            waits = [
-                max(0.0, self.cooldown - (now - r.opened_at))
-                for r in self._replicas
-                if r.index not in exclude and r.state != "closed"
-            ]
-            raise _NoReplica(min(waits) if waits else None)
-        chosen: _Replica | None = None
-        remap = session_id is not None
-        sticky = self._sessions.get(session_id) if session_id is not None else None
-        if sticky is not None:
-            r = self._replicas[sticky]
-            if r in ready or r in trial:
-                if self._room(r):
-                    chosen = r
-                else:  # full: serve elsewhere this once, keep the session where its cache is
-                    remap = False
-        if chosen is None:
-            chosen = next((r for r in trial if self._room(r)), None)
-        if chosen is None:
-            n = len(self._replicas)
-            rr = self._rr
-            candidates = [r for r in ready if self._room(r)]
-            if not candidates:
-                return None
-            chosen = min(candidates, key=lambda r: (r.in_flight, (r.index - rr) % n))
-            self._rr = (rr + 1) % n
-        if chosen.state == "open":
-            chosen.state = "half_open"
-            chosen.probing = True
-        chosen.in_flight += 1
-        chosen.requests += 1
-        if remap and session_id is not None:
-            self._sessions[session_id] = chosen.index
-            self._sessions.move_to_end(session_id)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
-        return chosen
+    # -- routing and queueing (see _pool_routing; the breaker in _pool_breaker) --
+    def _pick(self, exclude: set[int], session_id: str | None) -> Replica | None:  # under the lock
+        return self._router.pick(
+            self._replicas,
+            exclude,
+            session_id,
+            now=time.monotonic(),
+            cooldown=self.cooldown,
+            max_concurrency=self.max_concurrency,
+            max_sessions=self.max_sessions,
+        )
 
     def _release(
         self,
-        r: _Replica,
-        outcome: _Outcome,
+        r: Replica,
+        result: Outcome,
         t0: float,
         usage: Usage | None = None,
         ttft: float | None = None,
     ) -> None:
+        """An attempt on ``r`` ended: free its slot, count it, tell its breaker, wake a queued request."""
         now = time.monotonic()
         with self._lock:
             r.in_flight -= 1
-            if outcome == "ok":
-                r.successes += 1
-                r.latency.append(now - t0)
-                if ttft is not None:
-                    r.ttft.append(ttft)
-                if usage is not None:
-                    r.tokens_in += usage.prompt_tokens
-                    r.tokens_out += usage.completion_tokens
-            elif outcome != "cancel":
-                r.failures += 1
-            if outcome in ("ok", "answered"):  # it answered: the best health check there is
-                r.failures_in_row = 0
-                r.state = "closed"
-                r.ejected = False
-                r.probing = False
-            elif outcome == "fault":
-                r.failures_in_row += 1
-                if r.state == "half_open" or r.failures_in_row >= self.failure_threshold:
-                    r.state = "open"
-                    r.opened_at = now
-                r.probing = False
-            elif r.state == "half_open":  # trial ended without a verdict (busy, cancelled): try again
-                r.state = "open"
-                r.probing = False
+            r.stats.record(result, now - t0, usage, ttft)
+            r.breaker.record(result, now, self.failure_threshold)
             self._notify()
 
     def _notify(self) -> None:
@@ -482,28 +226,17 @@ class EnginePool:
 
     def _begin(self) -> float:
         with self._lock:
-            self._requests += 1
-            self._in_flight += 1
-        if self.health_interval is not None and self._health_thread is None:
-            self._start_health_thread()
+            self._counters.begin()
+        if self.health_interval is not None and self._health_loop.thread is None:
+            self._health_loop.start(self.health_interval)
         return time.monotonic()
 
     def _end(self, ok: bool | None, start: float, ttft: float | None = None, failovers: int = 0) -> None:
         """``ok``: True success, False an error reached the caller, None the caller gave up (cancelled)."""
         with self._lock:
-            self._in_flight -= 1
-            self._failovers += failovers
-            if ok is None:
-                self._cancelled += 1
-            elif ok:
-                self._successes += 1
-                self._latency.append(time.monotonic() - start)
-                if ttft is not None:
-                    self._ttft.append(ttft)
-            else:
-                self._failures += 1
+            self._counters.end(ok, start, ttft, failovers)
 
-    def _no_replica(self, err: _NoReplica, last: EngineError | None) -> EngineError:
+    def _no_replica(self, err: NoReplica, last: EngineError | None) -> EngineError:
         if last is not None:
             return last
         return EngineUnavailableError(
@@ -512,7 +245,7 @@ class EnginePool:
             retry_after=err.retry_after,
         )
 
-    def _acquire(self, exclude: set[int], session_id: str | None) -> _Replica:
+    def _acquire(self, exclude: set[int], session_id: str | None) -> Replica:
         deadline = time.monotonic() + self.queue_timeout
         queued = False
         with self._cond:
@@ -534,7 +267,7 @@ class EnginePool:
                 if queued:
                     self._waiting -= 1
 
-    async def _aacquire(self, exclude: set[int], session_id: str | None) -> _Replica:
+    async def _aacquire(self, exclude: set[int], session_id: str | None) -> Replica:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self.queue_timeout
         queued = False
@@ -562,7 +295,7 @@ class EnginePool:
                     self._waiting -= 1
 
     def _full(self) -> PoolExhaustedError:  # under the lock
-        self._rejected += 1
+        self._counters.rejected += 1
         return PoolExhaustedError(
             f"all replicas are at their limit of {self.max_concurrency} requests and "
             f"{self._waiting} requests already wait (max_queue={self.max_queue})",
@@ -570,28 +303,28 @@ class EnginePool:
         )
 
     def _timed_out(self) -> PoolExhaustedError:  # under the lock
-        self._rejected += 1
+        self._counters.rejected += 1
         return PoolExhaustedError(
             f"no replica had a free slot within queue_timeout={self.queue_timeout:g} s",
             engine=self.engine_name,
         )
 
     # -- clients: built from URLs on first use when the engine must be detected --
-    def _count_retries(self, r: _Replica, transport: Any) -> None:
+    def _count_retries(self, r: Replica, transport: Any) -> None:
         if id(transport) in r.hooked:
             return
         prev = transport.on_retry
 
         def on_retry(exc: BaseException) -> None:
             with self._lock:
-                r.retries += 1
+                r.stats.retries += 1
             if prev is not None:
                 prev(exc)
 
         transport.on_retry = on_retry
         r.hooked.add(id(transport))
 
-    def _adopt(self, r: _Replica, client: BaseClient) -> BaseClient:
+    def _adopt(self, r: Replica, client: BaseClient) -> BaseClient:
         with self._lock:
             if r.client is None:
                 r.client = client
@@ -599,14 +332,14 @@ class EnginePool:
         client.close()  # lost a race with another thread: keep the first
         return r.client
 
-    def _client(self, r: _Replica) -> BaseClient:
+    def _client(self, r: Replica) -> BaseClient:
         client = r.client
         if client is None:
             client = self._adopt(r, connect(r.url, probe_timeout=self.probe_timeout, **self._client_kwargs))
         self._count_retries(r, client.sync_transport)
         return client
 
-    async def _aclient(self, r: _Replica) -> BaseClient:
+    async def _aclient(self, r: Replica) -> BaseClient:
         client = r.client
         if client is None:
             client = self._adopt(
@@ -618,8 +351,7 @@ class EnginePool:
     def _kwargs(self, client: BaseClient, kwargs: dict[str, Any], session_id: str | None) -> dict[str, Any]:
         if session_id is None:
             return kwargs
-        slot = zlib.crc32(session_id.encode()) % self.session_slots if self.session_slots else -1
-        return {**client.affinity_params(slot), **kwargs}
+        return {**client.affinity_params(session_slot(session_id, self.session_slots)), **kwargs}
 
     def _limit(self) -> int:
         return self.max_attempts or len(self._replicas)
@@ -633,7 +365,7 @@ class EnginePool:
             while True:
                 try:
                     r = self._acquire(tried, session_id)
-                except _NoReplica as exc:
+                except NoReplica as exc:
                     err = self._no_replica(exc, last)
                     raise err from err.__cause__  # the last replica's own error, its cause kept
                 t0 = time.monotonic()
@@ -641,9 +373,8 @@ class EnginePool:
                     client = self._client(r)
                     result = getattr(client, op)(*args, **self._kwargs(client, kwargs, session_id))
                 except BaseException as exc:
-                    outcome = _outcome(exc)
-                    self._release(r, outcome, t0)
-                    if isinstance(exc, _FAILOVER) and len(tried) + 1 < self._limit():
+                    self._release(r, outcome(exc), t0)
+                    if isinstance(exc, FAILOVER) and len(tried) + 1 < self._limit():
                         tried.add(r.index)
                         last = exc
                         continue
@@ -652,7 +383,7 @@ class EnginePool:
                 self._end(True, start, failovers=len(tried))
                 return result
         except BaseException as exc:
-            self._end(_caller_outcome(exc), start, failovers=len(tried))
+            self._end(caller_outcome(exc), start, failovers=len(tried))
             raise
 
     async def _acall(
@@ -665,7 +396,7 @@ class EnginePool:
             while True:
                 try:
                     r = await self._aacquire(tried, session_id)
-                except _NoReplica as exc:
+                except NoReplica as exc:
                     err = self._no_replica(exc, last)
                     raise err from err.__cause__  # the last replica's own error, its cause kept
                 t0 = time.monotonic()
@@ -673,8 +404,8 @@ class EnginePool:
                     client = await self._aclient(r)
                     result = await getattr(client, op)(*args, **self._kwargs(client, kwargs, session_id))
                 except BaseException as exc:
-                    self._release(r, _outcome(exc), t0)
-                    if isinstance(exc, _FAILOVER) and len(tried) + 1 < self._limit():
+                    self._release(r, outcome(exc), t0)
+                    if isinstance(exc, FAILOVER) and len(tried) + 1 < self._limit():
                         tried.add(r.index)
                         last = exc
                         continue
@@ -683,7 +414,7 @@ class EnginePool:
                 self._end(True, start, failovers=len(tried))
                 return result
         except BaseException as exc:
-            self._end(_caller_outcome(exc), start, failovers=len(tried))
+            self._end(caller_outcome(exc), start, failovers=len(tried))
             raise
 
     def _stream(
@@ -698,7 +429,7 @@ class EnginePool:
             while True:
                 try:
                     r = self._acquire(tried, session_id)
-                except _NoReplica as exc:
+                except NoReplica as exc:
                     err = self._no_replica(exc, last)
                     raise err from err.__cause__  # the last replica's own error, its cause kept
                 t0 = time.monotonic()
@@ -718,8 +449,8 @@ class EnginePool:
                             usage = event.completion.usage
                         yield event
                 except BaseException as exc:
-                    self._release(r, _outcome(exc), t0)
-                    if first is None and isinstance(exc, _FAILOVER) and len(tried) + 1 < self._limit():
+                    self._release(r, outcome(exc), t0)
+                    if first is None and isinstance(exc, FAILOVER) and len(tried) + 1 < self._limit():
                         tried.add(r.index)
                         last = exc
                         continue
@@ -731,7 +462,7 @@ class EnginePool:
                 self._end(True, start, None if first is None else first - start, len(tried))
                 return
         except BaseException as exc:
-            self._end(_caller_outcome(exc), start, failovers=len(tried))
+            self._end(caller_outcome(exc), start, failovers=len(tried))
             raise
 
     async def _astream(
@@ -746,7 +477,7 @@ class EnginePool:
             while True:
                 try:
                     r = await self._aacquire(tried, session_id)
-                except _NoReplica as exc:
+                except NoReplica as exc:
                     err = self._no_replica(exc, last)
                     raise err from err.__cause__  # the last replica's own error, its cause kept
                 t0 = time.monotonic()
@@ -766,8 +497,8 @@ class EnginePool:
                             usage = event.completion.usage
                         yield event
                 except BaseException as exc:
-                    self._release(r, _outcome(exc), t0)
-                    if first is None and isinstance(exc, _FAILOVER) and len(tried) + 1 < self._limit():
+                    self._release(r, outcome(exc), t0)
+                    if first is None and isinstance(exc, FAILOVER) and len(tried) + 1 < self._limit():
                         tried.add(r.index)
                         last = exc
                         continue
@@ -779,80 +510,39 @@ class EnginePool:
                 self._end(True, start, None if first is None else first - start, len(tried))
                 return
         except BaseException as exc:
-            self._end(_caller_outcome(exc), start, failovers=len(tried))
+            self._end(caller_outcome(exc), start, failovers=len(tried))
             raise
 
-    # -- health --
-    def _apply_health(self, r: _Replica, status: HealthStatus) -> None:
+    # -- health (see _pool_health) --
+    def _apply_health(self, r: Replica, status: HealthStatus) -> None:
         with self._lock:
             r.health = status
-            if status is HealthStatus.HEALTHY:
-                if r.ejected:  # re-admit what health checks ejected
-                    r.ejected = False
-                    r.state = "closed"
-                    r.failures_in_row = 0
-                elif r.state == "open":  # opened by faults: its trial may come now
-                    r.opened_at = -math.inf
-            elif not r.ejected:
-                r.ejected = True
-                if r.state != "half_open":
-                    r.state = "open"
-                r.opened_at = time.monotonic()
+            r.breaker.health(status is HealthStatus.HEALTHY, time.monotonic())
             self._notify()
 
     def check_health(self) -> dict[str, HealthStatus]:
         """Ask every replica's health route now; eject those not ready, re-admit those that are."""
         out: dict[str, HealthStatus] = {}
         for r in self._replicas:
-            try:
-                status = self._client(r).health()
-            except EngineError:
-                status = HealthStatus.UNHEALTHY
+            status = health_of(functools.partial(self._client, r))
             self._apply_health(r, status)
-            out[_redact(r.url)] = status
+            out[redact(r.url)] = status
         return out
 
     async def acheck_health(self) -> dict[str, HealthStatus]:
-        async def one(r: _Replica) -> HealthStatus:
-            try:
-                return await (await self._aclient(r)).ahealth()
-            except EngineError:
-                return HealthStatus.UNHEALTHY
-
-        statuses = await asyncio.gather(*(one(r) for r in self._replicas))
+        statuses = await asyncio.gather(
+            *(ahealth_of(functools.partial(self._aclient, r)) for r in self._replicas)
+        )
         for r, status in zip(self._replicas, statuses, strict=True):
             self._apply_health(r, status)
-        return {_redact(r.url): s for r, s in zip(self._replicas, statuses, strict=True)}
-
-    @staticmethod
-    def _overall(statuses: Sequence[HealthStatus]) -> HealthStatus:
-        if all(s is HealthStatus.HEALTHY for s in statuses):
-            return HealthStatus.HEALTHY
-        if all(s is HealthStatus.UNHEALTHY for s in statuses):
-            return HealthStatus.UNHEALTHY
-        return HealthStatus.DEGRADED
+        return {redact(r.url): s for r, s in zip(self._replicas, statuses, strict=True)}
 
     def health(self) -> HealthStatus:
         """HEALTHY when every replica is, UNHEALTHY when none answers, else DEGRADED (checks all replicas)."""
-        return self._overall(list(self.check_health().values()))
+        return overall(list(self.check_health().values()))
 
     async def ahealth(self) -> HealthStatus:
-        return self._overall(list((await self.acheck_health()).values()))
-
-    def _start_health_thread(self) -> None:
-        with self._lock:
-            if self._health_thread is not None or self._closed:
-                return
-            self._health_thread = threading.Thread(
-                target=self._health_loop, name="EnginePool-health", daemon=True
-            )
-        self._health_thread.start()
-
-    def _health_loop(self) -> None:
-        assert self.health_interval is not None
-        while not self._stop.wait(self.health_interval):
-            with contextlib.suppress(Exception):
-                self.check_health()
+        return overall(list((await self.acheck_health()).values()))
 
     # -- the client API --
     def chat(self, messages: Any, *, session_id: str | None = None, **kwargs: Any) -> Completion:
@@ -913,27 +603,21 @@ class EnginePool:
         return result
 
     # -- lifecycle --
-    def _stop_health(self) -> threading.Thread | None:
-        with self._lock:
-            self._closed = True
-            thread = self._health_thread
-        self._stop.set()
-        return thread if thread is not None and thread is not threading.current_thread() else None
+    @property
+    def _health_thread(self) -> threading.Thread | None:
+        """The background health-check thread (None until ``health_interval`` starts it)."""
+        return self._health_loop.thread
 
     def close(self) -> None:
         """Stop health checks and close the clients the pool built (sync connections)."""
-        thread = self._stop_health()
-        if thread is not None:
-            thread.join(timeout=10)
+        self._health_loop.join(timeout=10)
         for r in self._replicas:
             if r.owned and r.client is not None:
                 r.client.close()
 
     async def aclose(self) -> None:
         """Stop health checks and close the clients the pool built (sync and async connections)."""
-        thread = self._stop_health()
-        if thread is not None:
-            await asyncio.to_thread(thread.join, 10)
+        await self._health_loop.ajoin(timeout=10)
         for r in self._replicas:
             if r.owned and r.client is not None:
                 await r.client.aclose()
