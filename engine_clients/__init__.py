@@ -17,6 +17,7 @@ from ._detect import (
 )
 from ._pool import EnginePool, Percentiles, PoolExhaustedError, PoolStats, ReplicaStats
 from ._transport import Timeouts
+from .dialects.reasoning import ThinkSplitter, ThinkTags, split_reasoning
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -43,6 +44,7 @@ from .types import (
     HealthStatus,
     JsonObject,
     JsonSchema,
+    Reasoning,
     Regex,
     Started,
     StreamEvent,
@@ -87,6 +89,7 @@ __all__ = [
     "PoolExhaustedError",
     "PoolStats",
     "RateLimitError",
+    "Reasoning",
     "Regex",
     "ReplicaStats",
     "Started",
@@ -94,6 +97,8 @@ __all__ = [
     "StreamEvent",
     "StreamTimeoutError",
     "TGIClient",
+    "ThinkSplitter",
+    "ThinkTags",
     "TimeoutError",
     "Timeouts",
     "Token",
@@ -110,4 +115,5 @@ __all__ = [
     "client_class",
     "connect",
     "detect_engine",
+    "split_reasoning",
 ]

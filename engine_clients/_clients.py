@@ -1,7 +1,14 @@
 """``TGIClient``, ``VLLMClient``, ``LlamaCppClient``: a dialect paired with the transport.
 
 The sync and async methods are the same few lines over the same codec; everything engine-specific is in
-the dialect the class names.
+the dialect the class names. ``_ClientCore`` holds configuration and request building, ``_SyncAPI`` the
+blocking calls and :class:`BaseClient` adds their async twins.
+
+Reasoning models: chat answers carry the thinking in ``Completion.reasoning`` and streams yield it as
+:class:`~engine_clients.Reasoning` events, never inside ``Token.text``. Engines that parse the thinking
+out themselves deliver it apart; otherwise it is split off the content at ``think_tags``. The per-request
+controls ``thinking``, ``reasoning_effort`` and ``thinking_budget`` map to each engine's own fields, and
+a route that has no field for one refuses it with :class:`InvalidRequestError` before sending.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing_extensions import Self
 from ._requests import (
     ChatRequest,
     GenerateRequest,
+    ReasoningControls,
     normalize_messages,
     normalize_response_format,
     normalize_tool_choice,
@@ -26,6 +34,7 @@ from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
 from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
 from .dialects import LlamaCppDialect, OpenAICompatDialect, TGIDialect, VLLMDialect
 from .dialects.base import HttpRequest, StreamDecoder
+from .dialects.reasoning import DEFAULT_THINK_TAGS, ThinkTags
 from .errors import EngineError, InvalidRequestError
 from .types import (
     Completion,
@@ -45,10 +54,11 @@ if TYPE_CHECKING:
 __all__ = ["BaseClient", "LlamaCppClient", "TGIClient", "VLLMClient"]
 
 HEALTH_TIMEOUT = 5.0
+_CONTROLS = frozenset({"thinking", "reasoning_effort", "thinking_budget"})
 
 
-class BaseClient:
-    """Shared implementation; use :class:`TGIClient`, :class:`VLLMClient` or :class:`LlamaCppClient`."""
+class _ClientCore:
+    """Configuration, transports and request building shared by the sync and async API."""
 
     dialect_class: ClassVar[type[OpenAICompatDialect]]
     env_prefix: ClassVar[str]
@@ -66,7 +76,12 @@ class BaseClient:
         async_http_client: httpx.AsyncClient | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        think_tags: ThinkTags | None = DEFAULT_THINK_TAGS,
     ) -> None:
+        """``think_tags``: the tags a model wraps its thinking in inside the content, split off into
+        ``reasoning`` on chat routes (a no-op when the engine already parsed the thinking out); pass
+        ``ThinkTags(implicit_open=True)`` when the chat template opens the tag in the prompt, or None to
+        leave the content raw. Native text routes (``generate``) are never split."""
         url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
         if not url:
             raise InvalidRequestError(
@@ -88,7 +103,7 @@ class BaseClient:
         self.model = model
         self.timeouts = Timeouts.coerce(timeout)
         self.max_retries = max_retries
-        self.dialect = self.dialect_class(model)
+        self.dialect = self.dialect_class(model, think_tags)
         hdrs = {"user-agent": "llm-engine-clients/0.1"}
         hdrs.update(headers or {})
         if self.api_key is not None and self.api_key.get_secret_value():
@@ -147,6 +162,7 @@ class BaseClient:
         model: str | None,
         extra_body: Mapping[str, Any] | None,
         sampling: dict[str, Any],
+        reasoning: ReasoningControls,
     ) -> ChatRequest:
         norm_tools = normalize_tools(tools)
         return ChatRequest(
@@ -157,6 +173,7 @@ class BaseClient:
             sampling=sampling,
             extra_body=dict(extra_body or {}),
             model=model,
+            reasoning=reasoning,
         )
 
     def build_chat(
@@ -168,11 +185,17 @@ class BaseClient:
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        thinking: bool | None = None,
+        reasoning_effort: str | None = None,
+        thinking_budget: int | None = None,
         stream: bool = False,
         **sampling: Any,
     ) -> HttpRequest:
         """The HTTP request ``chat`` would send, without sending it (for inspection and tests)."""
-        req = self._chat_request(messages, tools, tool_choice, response_format, model, extra_body, sampling)
+        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        req = self._chat_request(
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
+        )
         return self.dialect.build_chat(req, stream)
 
     def build_generate(
@@ -188,6 +211,13 @@ class BaseClient:
         """The HTTP request ``generate`` would send, without sending it."""
         if not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be a string", engine=self.engine)
+        controls = sorted(_CONTROLS & sampling.keys())
+        if controls:
+            raise InvalidRequestError(
+                f"{', '.join(controls)}: thinking controls act through the chat template, which the native"
+                " text route does not apply; use chat",
+                engine=self.engine,
+            )
         req = GenerateRequest(
             prompt, normalize_response_format(response_format), sampling, dict(extra_body or {}), model
         )
@@ -205,7 +235,10 @@ class BaseClient:
             decoder.model = model
         return decoder
 
-    # -- sync API --
+
+class _SyncAPI(_ClientCore):
+    """The blocking calls."""
+
     def chat(
         self,
         messages: Sequence[MessageInput] | str,
@@ -215,10 +248,18 @@ class BaseClient:
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        thinking: bool | None = None,
+        reasoning_effort: str | None = None,
+        thinking_budget: int | None = None,
         **sampling: Any,
     ) -> Completion:
         """Chat completion. ``sampling``: max_tokens, temperature, top_p, top_k, seed, stop, penalties,
-        logprobs/top_logprobs and the engine's own parameters; anything unknown is refused before sending."""
+        logprobs/top_logprobs and the engine's own parameters; anything unknown is refused before sending.
+
+        Thinking controls (None: the engine's default): ``thinking`` turns a reasoning model's thinking on
+        or off, ``reasoning_effort`` asks for a level (``"low"``, ``"medium"``, ``"high"``, ...;
+        ``"none"`` is off) and ``thinking_budget`` caps the thinking tokens. vLLM and llama.cpp take all
+        three; TGI takes none and refuses them (InvalidRequestError) rather than ignore them."""
         http = self.build_chat(
             messages,
             tools=tools,
@@ -226,6 +267,9 @@ class BaseClient:
             response_format=response_format,
             model=model,
             extra_body=extra_body,
+            thinking=thinking,
+            reasoning_effort=reasoning_effort,
+            thinking_budget=thinking_budget,
             **sampling,
         )
         return self.dialect.parse_chat(self.sync_transport.request(http))
@@ -239,6 +283,9 @@ class BaseClient:
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        thinking: bool | None = None,
+        reasoning_effort: str | None = None,
+        thinking_budget: int | None = None,
         **sampling: Any,
     ) -> Iterator[StreamEvent]:
         """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
@@ -249,6 +296,9 @@ class BaseClient:
             response_format=response_format,
             model=model,
             extra_body=extra_body,
+            thinking=thinking,
+            reasoning_effort=reasoning_effort,
+            thinking_budget=thinking_budget,
             stream=True,
             **sampling,
         )
@@ -322,7 +372,10 @@ class BaseClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- async API --
+
+class BaseClient(_SyncAPI):
+    """Shared implementation; use :class:`TGIClient`, :class:`VLLMClient` or :class:`LlamaCppClient`."""
+
     async def achat(
         self,
         messages: Sequence[MessageInput] | str,
@@ -332,6 +385,9 @@ class BaseClient:
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        thinking: bool | None = None,
+        reasoning_effort: str | None = None,
+        thinking_budget: int | None = None,
         **sampling: Any,
     ) -> Completion:
         http = self.build_chat(
@@ -341,6 +397,9 @@ class BaseClient:
             response_format=response_format,
             model=model,
             extra_body=extra_body,
+            thinking=thinking,
+            reasoning_effort=reasoning_effort,
+            thinking_budget=thinking_budget,
             **sampling,
         )
         return self.dialect.parse_chat(await self.async_transport.request(http))
@@ -354,6 +413,9 @@ class BaseClient:
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        thinking: bool | None = None,
+        reasoning_effort: str | None = None,
+        thinking_budget: int | None = None,
         **sampling: Any,
     ) -> AsyncIterator[StreamEvent]:
         """``async for event in client.achat_stream(...)``: the async twin of :meth:`chat_stream`."""
@@ -364,6 +426,9 @@ class BaseClient:
             response_format=response_format,
             model=model,
             extra_body=extra_body,
+            thinking=thinking,
+            reasoning_effort=reasoning_effort,
+            thinking_budget=thinking_budget,
             stream=True,
             **sampling,
         )

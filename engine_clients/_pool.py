@@ -10,8 +10,8 @@ opens), and re-admit them as soon as they do; an ejected replica also gets a tri
 
 A request that fails with a connection error, a timeout, a 5xx or a 429 *before its first token* is sent to
 another replica (each replica's own client has already retried it ``max_retries`` times); a stream that has
-yielded a ``Token`` or ``ToolCallDelta`` is never repeated elsewhere: its :class:`StreamError` (with the
-partial text) reaches the caller, so output is never duplicated.
+yielded a ``Reasoning``, ``Token`` or ``ToolCallDelta`` is never repeated elsewhere: its :class:`StreamError`
+(with the partial text) reaches the caller, so output is never duplicated.
 
 The pool knows no engine: session affinity asks each replica's client for its
 :meth:`~engine_clients.BaseClient.affinity_params` (llama.cpp pins a slot and its prompt cache).
@@ -52,6 +52,7 @@ from .types import (
     End,
     EngineInfo,
     HealthStatus,
+    Reasoning,
     Started,
     StreamEvent,
     Token,
@@ -424,7 +425,7 @@ class EnginePool:
         tried: set[int] = set()
         last: EngineError | None = None
         started = False  # a Started event went out: a failed-over stream's own Started is dropped
-        first: float | None = None  # when the first Token/ToolCallDelta went out: no failover after it
+        first: float | None = None  # when the first output event went out: no failover after it
         try:
             while True:
                 try:
@@ -443,7 +444,7 @@ class EnginePool:
                             if started:
                                 continue
                             started = True
-                        elif first is None and isinstance(event, Token | ToolCallDelta):
+                        elif first is None and isinstance(event, Token | Reasoning | ToolCallDelta):
                             first = time.monotonic()
                         elif isinstance(event, End):
                             usage = event.completion.usage
@@ -491,7 +492,7 @@ class EnginePool:
                             if started:
                                 continue
                             started = True
-                        elif first is None and isinstance(event, Token | ToolCallDelta):
+                        elif first is None and isinstance(event, Token | Reasoning | ToolCallDelta):
                             first = time.monotonic()
                         elif isinstance(event, End):
                             usage = event.completion.usage

@@ -28,6 +28,7 @@ __all__ = [
     "ChatRequest",
     "GenerateRequest",
     "NamedToolChoice",
+    "ReasoningControls",
     "build_tool_call",
     "normalize_messages",
     "normalize_response_format",
@@ -42,6 +43,38 @@ class NamedToolChoice:
     name: str
 
 
+@dataclass(slots=True, frozen=True)
+class ReasoningControls:
+    """Per-request thinking controls; None leaves the engine's default. Dialects map them to wire fields
+    and refuse (InvalidRequestError) those their route cannot honour."""
+
+    thinking: bool | None = None
+    effort: str | None = None
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.thinking is not None and not isinstance(self.thinking, bool):
+            raise InvalidRequestError(f"thinking must be True, False or None, not {self.thinking!r}")
+        if self.effort is not None and (not isinstance(self.effort, str) or not self.effort):
+            raise InvalidRequestError(f"reasoning_effort must be a non-empty string, not {self.effort!r}")
+        budget = self.budget
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 0):
+            raise InvalidRequestError(f"thinking_budget must be a token count >= 0, not {budget!r}")
+        if self.thinking is False and ((budget or 0) > 0 or self.effort not in (None, "none")):
+            raise InvalidRequestError(
+                f"thinking=False contradicts reasoning_effort={self.effort!r} / thinking_budget={budget!r}"
+            )
+        if self.thinking is True and self.effort == "none":
+            raise InvalidRequestError('thinking=True contradicts reasoning_effort="none"')
+
+    @property
+    def empty(self) -> bool:
+        return self.thinking is None and self.effort is None and self.budget is None
+
+
+NO_REASONING_CONTROLS = ReasoningControls()
+
+
 @dataclass(slots=True)
 class ChatRequest:
     messages: list[dict[str, Any]]
@@ -51,6 +84,7 @@ class ChatRequest:
     sampling: dict[str, Any] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
+    reasoning: ReasoningControls = NO_REASONING_CONTROLS
 
 
 @dataclass(slots=True)
@@ -63,7 +97,10 @@ class GenerateRequest:
 
 
 def normalize_messages(messages: Sequence[MessageInput] | str) -> list[dict[str, Any]]:
-    """OpenAI-style message dicts from dicts or :class:`ChatMessage` objects (a string: one user turn)."""
+    """OpenAI-style message dicts from dicts or :class:`ChatMessage` objects (a string: one user turn).
+
+    A turn's thinking is under ``"reasoning"`` (from ``ChatMessage.reasoning`` or a dict's ``reasoning``
+    / ``reasoning_content``); each dialect renames or drops it for its engine."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
     if not messages:
@@ -78,12 +115,21 @@ def normalize_messages(messages: Sequence[MessageInput] | str) -> list[dict[str,
                 d["tool_call_id"] = m.tool_call_id
             if m.name is not None:
                 d["name"] = m.name
+            if m.reasoning:
+                d["reasoning"] = m.reasoning
         elif isinstance(m, Mapping):
             if "role" not in m:
                 raise InvalidRequestError(f"message without a role: {dict(m)!r}")
             d = dict(m)
             if d.get("tool_calls"):
                 d["tool_calls"] = [_openai_tool_call(tc) for tc in d["tool_calls"]]
+            if "reasoning" in d or "reasoning_content" in d:
+                thought = d.pop("reasoning", None) or d.pop("reasoning_content", None)
+                d.pop("reasoning_content", None)
+                if thought:
+                    if not isinstance(thought, str):
+                        raise InvalidRequestError(f"message reasoning must be a string, not {thought!r}")
+                    d["reasoning"] = thought
         else:
             raise InvalidRequestError(f"unsupported message type {type(m).__name__}")
         out.append(d)

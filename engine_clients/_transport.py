@@ -377,8 +377,5 @@ def redact_url(url: str) -> str:
 
 def _timeout(decoder: StreamDecoder, limit: float) -> StreamTimeoutError:
     return StreamTimeoutError(
-        f"no stream chunk within {limit:g} s",
-        partial_text="".join(decoder.parts),
-        partial_tool_calls=decoder.tool_calls(),
-        engine=decoder.dialect.engine,
+        f"no stream chunk within {limit:g} s", engine=decoder.dialect.engine, **decoder.partial()
     )

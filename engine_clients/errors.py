@@ -136,8 +136,9 @@ class TimeoutError(EngineError, builtins.TimeoutError):
 class StreamError(EngineError):
     """A stream broke after output began: never a silently short answer.
 
-    ``partial_text`` holds the text received before the break and ``partial_tool_calls`` any tool calls
-    assembled so far; ``cause`` (also ``__cause__``) is the underlying error.
+    ``partial_text`` holds the answer text received before the break, ``partial_reasoning`` the thinking
+    received before it, and ``partial_tool_calls`` any tool calls assembled so far; ``cause`` (also
+    ``__cause__``) is the underlying error.
     """
 
     def __init__(
@@ -146,11 +147,13 @@ class StreamError(EngineError):
         *,
         partial_text: str = "",
         partial_tool_calls: list[ToolCall] | None = None,
+        partial_reasoning: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(message, **kwargs)
         self.partial_text = partial_text
         self.partial_tool_calls = list(partial_tool_calls or [])
+        self.partial_reasoning = partial_reasoning
 
 
 class StreamTimeoutError(StreamError, TimeoutError):

@@ -22,6 +22,7 @@ __all__ = [
     "JsonObject",
     "JsonSchema",
     "MessageInput",
+    "Reasoning",
     "Regex",
     "ResponseFormat",
     "ResponseFormatInput",
@@ -82,6 +83,9 @@ class ChatMessage:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning: str | None = None
+    """An assistant turn's thinking, sent back in the field the engine reads (vLLM ``reasoning``,
+    llama.cpp ``reasoning_content``; TGI has none, so it is left out there, never merged into content)."""
 
 
 MessageInput: TypeAlias = "ChatMessage | Mapping[str, Any]"
@@ -138,9 +142,14 @@ ResponseFormatInput: TypeAlias = "ResponseFormat | Mapping[str, Any] | type"
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts. ``reasoning_tokens`` (part of ``completion_tokens``) and ``cached_prompt_tokens``
+    (part of ``prompt_tokens``, served from the prefix cache) are None when the engine does not say."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    reasoning_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
 
 
 @dataclass(slots=True)
@@ -159,7 +168,10 @@ class TokenLogprob:
 
 @dataclass(slots=True)
 class Completion:
-    """The result of ``chat``/``generate`` (and what a stream's :class:`End` assembles)."""
+    """The result of ``chat``/``generate`` (and what a stream's :class:`End` assembles).
+
+    ``content`` is the answer only; a reasoning model's thinking is in ``reasoning`` (None when there was
+    none), whether the engine parsed it out or the client split it off at ``<think>`` tags."""
 
     content: str
     finish_reason: FinishReason
@@ -170,6 +182,7 @@ class Completion:
     id: str | None = None
     logprobs: list[TokenLogprob] | None = None
     engine: str | None = None
+    reasoning: str | None = None
 
 
 @dataclass(slots=True)
@@ -198,6 +211,14 @@ class Started:
     engine: str
     model: str | None
     id: str | None = None
+
+
+@dataclass(slots=True)
+class Reasoning:
+    """A piece of the model's thinking. Never part of any :class:`Token`; ``index`` counts these pieces."""
+
+    text: str
+    index: int
 
 
 @dataclass(slots=True)
@@ -234,8 +255,12 @@ class End:
         return self.completion.content
 
     @property
+    def reasoning(self) -> str | None:
+        return self.completion.reasoning
+
+    @property
     def tool_calls(self) -> list[ToolCall]:
         return self.completion.tool_calls
 
 
-StreamEvent: TypeAlias = "Started | Token | ToolCallDelta | End"
+StreamEvent: TypeAlias = "Started | Reasoning | Token | ToolCallDelta | End"

@@ -34,6 +34,7 @@ from ..types import (
     Completion,
     End,
     FinishReason,
+    Reasoning,
     Started,
     StreamEvent,
     Token,
@@ -43,6 +44,7 @@ from ..types import (
     TopLogprob,
     Usage,
 )
+from .reasoning import DEFAULT_THINK_TAGS, ThinkSplitter, ThinkTags
 
 __all__ = ["SHAPE_ERRORS", "HttpRequest", "StreamDecoder", "loads", "status_error"]
 
@@ -105,16 +107,29 @@ def normalize_finish(raw: Any, has_tool_calls: bool) -> FinishReason:
 
 
 def parse_usage(obj: Any) -> Usage | None:
+    """OpenAI-style usage, with ``completion_tokens_details.reasoning_tokens`` and
+    ``prompt_tokens_details.cached_tokens`` when the engine reports them."""
     if not isinstance(obj, Mapping):
         return None
     p = _int(obj.get("prompt_tokens"))
     c = _int(obj.get("completion_tokens"))
     t = _int(obj.get("total_tokens")) or p + c
-    return Usage(p, c, t)
+    usage = Usage(p, c, t)
+    details = obj.get("completion_tokens_details")
+    if isinstance(details, Mapping):
+        usage.reasoning_tokens = _opt_int(details.get("reasoning_tokens"))
+    details = obj.get("prompt_tokens_details")
+    if isinstance(details, Mapping):
+        usage.cached_prompt_tokens = _opt_int(details.get("cached_tokens"))
+    return usage
 
 
 def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _opt_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _float(v: Any) -> float | None:
@@ -214,7 +229,10 @@ class _ToolBuf:
 
 class StreamDecoder:
     """Per-request stream state shared by every dialect: turns parsed chunks into typed events and
-    assembles the final :class:`Completion`. Subclasses implement :meth:`feed` for their wire format."""
+    assembles the final :class:`Completion`. Subclasses implement :meth:`feed` for their wire format.
+
+    ``splitter`` (chat streams) separates ``<think>`` reasoning from content; reasoning, whether split off
+    here or sent apart by the engine, becomes :class:`Reasoning` events and never a :class:`Token`."""
 
     def __init__(self, dialect: Dialect, model: str | None) -> None:
         self.dialect = dialect
@@ -229,6 +247,8 @@ class StreamDecoder:
         self.done = False  # nothing more will come: End has been produced
         self.usage: Usage | None = None
         self.logprobs: list[TokenLogprob] | None = None
+        self.thoughts: list[str] = []  # reasoning pieces
+        self.splitter: ThinkSplitter | None = None
 
     # -- subclasses --
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
@@ -260,6 +280,28 @@ class StreamDecoder:
                 self.logprobs = []
             self.logprobs.append(TokenLogprob(text, logprob, id, top or []))
 
+    def reasoning(self, out: list[StreamEvent], text: str) -> None:
+        out.append(Reasoning(text, len(self.thoughts)))
+        self.thoughts.append(text)
+
+    def server_reasoning(self, out: list[StreamEvent], text: str) -> None:
+        """Reasoning the engine parsed out itself: the content needs no client-side splitting."""
+        splitter = self.splitter
+        if splitter is not None and splitter.server_parsed():
+            self.splitter = None
+        self.reasoning(out, text)
+
+    def tagged_reasoning(self, out: list[StreamEvent], text: str) -> None:
+        """Reasoning the splitter found in the content. After a bare close tag, the content already
+        yielded as tokens was reasoning: it cannot be recalled, but the final Completion carries it so."""
+        splitter = self.splitter
+        if splitter is not None and splitter.relabel:
+            splitter.relabel = False
+            self.thoughts[:0] = self.parts
+            self.parts = []
+        if text:
+            self.reasoning(out, text)
+
     def tool_delta(self, out: list[StreamEvent], index: Any, id: Any, name: Any, args: Any) -> None:
         idx = index if isinstance(index, int) and not isinstance(index, bool) else 0
         buf = self.tools.get(idx)
@@ -289,12 +331,25 @@ class StreamDecoder:
             calls.append(build_tool_call(idx, b.id, b.name, raw))
         return calls
 
+    def finish(self) -> list[StreamEvent]:
+        """What the splitter still held, then :class:`End`."""
+        out: list[StreamEvent] = []
+        if self.splitter is not None:
+            thought, text = self.splitter.flush()
+            if thought or self.splitter.relabel:
+                self.tagged_reasoning(out, thought)
+            if text:
+                self.token(out, text)
+        out.append(self.end())
+        return out
+
     def end(self) -> End:
         self.done = True
         calls = self.tool_calls()
         return End(
             Completion(
                 content="".join(self.parts),
+                reasoning="".join(self.thoughts) or None,
                 finish_reason=normalize_finish(self.raw_finish, bool(calls)),
                 raw_finish_reason=self.raw_finish,
                 tool_calls=calls,
@@ -308,27 +363,29 @@ class StreamDecoder:
 
     @property
     def has_output(self) -> bool:
-        return bool(self.parts or self.tools)
+        return bool(self.parts or self.tools or self.thoughts)
+
+    def partial(self) -> dict[str, Any]:
+        """What arrived before a break, as :class:`StreamError` keyword arguments."""
+        text, thought = "".join(self.parts), "".join(self.thoughts)
+        if self.splitter is not None:
+            held_thought, held_text = self.splitter.flush()
+            text, thought = text + held_text, thought + held_thought
+        return {"partial_text": text, "partial_reasoning": thought, "partial_tool_calls": self.tool_calls()}
 
     def eof(self) -> list[StreamEvent]:
         """The body ended. Complete only if the engine said it finished; otherwise the stream was cut."""
         if self.done:
             return []
         if self.finished:
-            return [self.end()]
+            return self.finish()
         raise self.cut("the stream ended before the engine finished (connection closed mid-stream)")
 
     def cut(self, message: str, cause: EngineError | None = None) -> StreamError:
         extra: dict[str, Any] = {}
         if cause is not None:
             extra = {"status_code": cause.status_code, "error_type": cause.error_type, "body": cause.body}
-        err = StreamError(
-            message,
-            partial_text="".join(self.parts),
-            partial_tool_calls=self.tool_calls(),
-            engine=self.dialect.engine,
-            **extra,
-        )
+        err = StreamError(message, engine=self.dialect.engine, **self.partial(), **extra)
         err.__cause__ = cause
         return err
 
@@ -381,8 +438,13 @@ class Dialect:
             body=body,
         )
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, think_tags: ThinkTags | None = DEFAULT_THINK_TAGS) -> None:
         self.model = model
+        self.think_tags = think_tags
+
+    def think_splitter(self) -> ThinkSplitter | None:
+        """A fresh ``<think>`` splitter for one chat answer, or None when ``think_tags`` is None."""
+        return ThinkSplitter(self.think_tags) if self.think_tags is not None else None
 
     # -- errors --
     def error_fields(self, obj: Any, text: str) -> tuple[str, str | None]:

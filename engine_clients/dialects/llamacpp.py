@@ -60,6 +60,16 @@ class LlamaCppDialect(OpenAICompatDialect):
     engine: ClassVar[str] = "llamacpp"
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_NATIVE}
     generate_params: ClassVar[Mapping[str, str]] = _COMPLETION
+    # tools/server/server-common.cpp (chat params): ``chat_template_kwargs.enable_thinking`` (a JSON bool),
+    # ``reasoning_effort`` ("none" turns thinking off, other values reach the template), and
+    # ``thinking_budget_tokens`` (newer builds also read the alias ``reasoning_budget_tokens``; some builds
+    # let a server-wide ``--reasoning-budget`` win). common/chat.cpp reads history ``reasoning_content``.
+    history_reasoning_field: ClassVar[str | None] = "reasoning_content"
+    reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "thinking": ("chat_template_kwargs", "enable_thinking"),
+        "reasoning_effort": ("reasoning_effort",),
+        "thinking_budget": ("thinking_budget_tokens",),
+    }
 
     def apply_tools(
         self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._requests import ChatRequest, GenerateRequest, NamedToolChoice, build_tool_call
+from .._requests import ChatRequest, GenerateRequest, NamedToolChoice, ReasoningControls, build_tool_call
 from .._sse import SSEEvent
-from ..errors import EngineError, MalformedResponseError
+from ..errors import EngineError, InvalidRequestError, MalformedResponseError
 from ..types import (
     Completion,
     EngineInfo,
@@ -33,6 +33,7 @@ from .base import (
     parse_usage,
     text_of,
 )
+from .reasoning import FAST_ANSWER, PASS, split_reasoning
 
 __all__ = ["ChatStreamDecoder", "CompletionsStreamDecoder", "OpenAICompatDialect"]
 
@@ -56,6 +57,12 @@ class OpenAICompatDialect(Dialect):
     chat_params: ClassVar[Mapping[str, str]] = COMMON_CHAT_PARAMS
     generate_params: ClassVar[Mapping[str, str]] = COMMON_CHAT_PARAMS
     send_model: ClassVar[bool] = True
+    # the message field the engine reads a past assistant turn's thinking from (None: leave it out)
+    history_reasoning_field: ClassVar[str | None] = None
+    # extra_body keys whose objects are merged into the built body's (not replacing them)
+    merged_extra_keys: ClassVar[tuple[str, ...]] = ("chat_template_kwargs",)
+    # thinking control (``thinking``, ``reasoning_effort``, ``thinking_budget``) -> wire field path
+    reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     # -- chat ---------------------------------------------------------------------------------------
     def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
@@ -68,14 +75,63 @@ class OpenAICompatDialect(Dialect):
             self.apply_tools(body, req.tools, req.tool_choice)
         if req.response_format is not None:
             self.apply_chat_format(body, req.response_format)
+        if not req.reasoning.empty:
+            self.apply_reasoning(body, req.reasoning, req.extra_body)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        body.update(req.extra_body)
+        self.merge_extra(body, req.extra_body)
         return HttpRequest("POST", self.chat_path, body, stream)
 
+    def merge_extra(self, body: dict[str, Any], extra: Mapping[str, Any]) -> None:
+        for key, value in extra.items():
+            mine = body.get(key)
+            if key in self.merged_extra_keys and isinstance(mine, dict) and isinstance(value, Mapping):
+                body[key] = {**mine, **value}
+            else:
+                body[key] = value
+
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return messages
+        field = self.history_reasoning_field
+        if field == "reasoning" or not any("reasoning" in m for m in messages):
+            return messages
+        out = []
+        for m in messages:
+            if "reasoning" in m:
+                m = dict(m)
+                thought = m.pop("reasoning")
+                if field is not None:
+                    m[field] = thought
+            out.append(m)
+        return out
+
+    # -- reasoning controls -------------------------------------------------------------------------
+    def apply_reasoning(self, body: dict[str, Any], ctl: ReasoningControls, extra: Mapping[str, Any]) -> None:
+        """Put each thinking control at its ``reasoning_fields`` path; one the route has no field for is
+        refused before sending, never dropped."""
+        given = _controls(ctl)
+        missing = [name for name in given if name not in self.reasoning_fields]
+        if missing:
+            shown = ", ".join(f"{name}={given[name]!r}" for name in missing)
+            raise self.unsupported(f"{shown} on its chat route")
+        for name, value in given.items():
+            self.set_control(body, extra, self.reasoning_fields[name], value, name)
+
+    def set_control(
+        self, body: dict[str, Any], extra: Mapping[str, Any], path: tuple[str, ...], value: Any, name: str
+    ) -> None:
+        """Set ``body[path...] = value``, refusing an ``extra_body`` that sets the same field otherwise."""
+        given: Any = extra
+        for part in path:
+            given = given.get(part, _MISSING) if isinstance(given, Mapping) else _MISSING
+        if given is not _MISSING and given != value:
+            raise InvalidRequestError(
+                f"{name} conflicts with extra_body {'.'.join(path)}={given!r}", engine=self.engine
+            )
+        node = body
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
 
     def encode_tool(self, tool: Tool) -> dict[str, Any]:
         fn: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
@@ -128,8 +184,13 @@ class OpenAICompatDialect(Dialect):
         calls = [self.parse_tool_call(i, tc) for i, tc in enumerate(raw_calls)]
         raw_finish = choice.get("finish_reason")
         logprobs = parse_openai_logprobs(choice.get("logprobs")) if choice.get("logprobs") else None
+        content = text_of(msg.get("content"))
+        thought: str | None = text_of(msg.get("reasoning") or msg.get("reasoning_content")) or None
+        if thought is None and self.think_tags is not None:  # no server-side parser: split <think> here
+            thought, content = split_reasoning(content, self.think_tags)
         return Completion(
-            content=text_of(msg.get("content")),
+            content=content,
+            reasoning=thought,
             finish_reason=normalize_finish(raw_finish, bool(calls)),
             raw_finish_reason=raw_finish,
             tool_calls=calls,
@@ -199,6 +260,14 @@ class OpenAICompatDialect(Dialect):
         raise NotImplementedError
 
 
+_MISSING = object()
+
+
+def _controls(ctl: ReasoningControls) -> dict[str, Any]:
+    given = {"thinking": ctl.thinking, "reasoning_effort": ctl.effort, "thinking_budget": ctl.budget}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _id(v: Any) -> str | None:
     if isinstance(v, bool) or v is None:
         return None
@@ -235,7 +304,7 @@ class _OpenAIStreamDecoder(StreamDecoder):
             if event.event == "error":
                 raise self.fail(self.dialect.event_error(_maybe_json(data)))
             if data == b"[DONE]":
-                return [self.end()]
+                return self.finish()
             obj = loads(data)
             if not isinstance(obj, Mapping):
                 raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
@@ -268,17 +337,34 @@ class _OpenAIStreamDecoder(StreamDecoder):
 
 
 class ChatStreamDecoder(_OpenAIStreamDecoder):
-    """``chat.completion.chunk`` streams: content and tool-call deltas."""
+    """``chat.completion.chunk`` streams: reasoning (``reasoning`` or ``reasoning_content``, or split off
+    the content at ``<think>`` tags), content and tool-call deltas."""
+
+    def __init__(self, dialect: Dialect, model: str | None) -> None:
+        super().__init__(dialect, model)
+        self.splitter = dialect.think_splitter()
 
     def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta") or {}
         content = delta.get("content")
+        if content is None or len(delta) > 1:  # a lone content delta holds no reasoning: skip the lookups
+            thought = delta.get("reasoning") or delta.get("reasoning_content")
+            if thought and isinstance(thought, str):
+                self.server_reasoning(out, thought)
         if content and isinstance(content, str):
-            lp = choice.get("logprobs")
-            if lp:
-                self.token_with_logprobs(out, content, lp)
-            else:
-                self.token(out, content)
+            sp = self.splitter
+            if sp is not None and (sp.fast != FAST_ANSWER or sp.c1 in content or sp.c2 in content):
+                thought, content = sp.feed(content)
+                if thought or sp.relabel:
+                    self.tagged_reasoning(out, thought)
+                if sp.fast == PASS:
+                    self.splitter = None
+            if content:
+                lp = choice.get("logprobs")
+                if lp:
+                    self.token_with_logprobs(out, content, lp)
+                else:
+                    self.token(out, content)
         calls = delta.get("tool_calls")
         if calls:
             for tc in calls if isinstance(calls, list) else [calls]:

@@ -6,6 +6,12 @@ Quirks handled here: ``response_format`` is TGI's grammar object ``{"type", "val
 spec's ``arguments`` key; ``stop`` must be a list; ``/generate_stream`` reports errors as events in a 200
 stream and ends with the event carrying ``generated_text`` (no ``[DONE]``); the EOS token arrives with
 ``special: true`` and is not text; tool streams repeat ``id`` and carry no ``finish_reason``.
+
+Reasoning models: TGI has no reasoning parser, so thinking arrives inside ``content`` and the client's
+``<think>`` splitter takes it out (before anything reads the content, so JSON after the thinking parses).
+TGI's ``ChatRequest`` has no ``chat_template_kwargs``, ``reasoning_effort`` or budget field: the thinking
+controls are refused before sending, and a past turn's reasoning is left out of the history (its
+``Message`` has no field for it; it is never merged into the content).
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ class TGIDialect(OpenAICompatDialect):
 
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
-        for m in messages:
+        for m in super().encode_messages(messages):  # past reasoning left out: TGI's Message has no field
             if m.get("tool_calls"):
                 # TGI's message is content XOR tool_calls: text spoken before a call is dropped from history
                 m = {k: v for k, v in m.items() if k != "content"}

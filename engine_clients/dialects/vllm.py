@@ -56,6 +56,15 @@ class VLLMDialect(OpenAICompatDialect):
     engine: ClassVar[str] = "vllm"
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}
     generate_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}
+    # ChatCompletionRequest (vllm/entrypoints/openai/chat_completion/protocol.py): history messages carry
+    # ``reasoning`` (an incoming ``reasoning_content`` is renamed to it); ``enable_thinking`` in
+    # ``chat_template_kwargs`` wins over what ``reasoning_effort`` implies; ``thinking_token_budget`` >= 0.
+    history_reasoning_field: ClassVar[str | None] = "reasoning"
+    reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "thinking": ("chat_template_kwargs", "enable_thinking"),
+        "reasoning_effort": ("reasoning_effort",),
+        "thinking_budget": ("thinking_token_budget",),
+    }
 
     def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
         if isinstance(fmt, Regex):
