@@ -30,7 +30,11 @@ from engine_clients.testing import (
     scripted_gguf,
     scripted_hf_model,
     start_llama_server,
+    start_llama_vision_server,
     start_vllm_server,
+    start_vllm_vision_server,
+    vision_gguf,
+    vision_hf_model,
 )
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
@@ -123,4 +127,30 @@ def vllm_server() -> Iterator[EngineServer]:
     """vLLM (CPU) with the scripted HF model (no API key)."""
     _require("vllm")
     with start_vllm_server() as server:
+        yield server
+
+
+# ---- the tiny vision model (tests/integration/test_vision_servers.py) ---------------------------------------
+# llama-server --mmproj: the scripted GGUF plus a LLaVA-style projector; vLLM: a tiny LlavaForConditionalGeneration.
+_PROVISIONERS["llamacpp-vision"] = lambda: (ensure_llama_server(), vision_gguf())
+_PROVISIONERS["vllm-vision"] = lambda: (ensure_vllm(), vision_hf_model())
+_FIXTURE_ENGINE["llama_vision_server"] = "llamacpp-vision"
+_FIXTURE_ENGINE["vllm_vision_server"] = "vllm-vision"
+
+
+@pytest.fixture(scope="session")
+def llama_vision_server() -> Iterator[EngineServer]:
+    """llama-server with the scripted GGUF and a vision projector (``--mmproj FILE --jinja``), model
+    "scripted-vision": each image adds 16 prompt tokens, the answer stays " Hello world."."""
+    _require("llamacpp-vision")
+    with start_llama_vision_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def vllm_vision_server() -> Iterator[EngineServer]:
+    """vLLM (CPU) with the tiny LlavaForConditionalGeneration, model "scripted-vision", at most 2 images per
+    prompt: each image adds 16 prompt tokens, the answer stays " Hello world."."""
+    _require("vllm-vision")
+    with start_vllm_vision_server() as server:
         yield server

@@ -11,6 +11,14 @@ The scripted models answer plain chat with " Hello world." under greedy decoding
 engine output. Provision ahead of time (minutes, cold) with ``python -m engine_clients.testing provision``.
 """
 
+from ._vision import (
+    VISION_IMAGE_TOKENS,
+    VISION_MODEL_NAME,
+    start_llama_vision_server,
+    start_vllm_vision_server,
+    vision_gguf,
+    vision_hf_model,
+)
 from .launcher import (
     DEFAULT_MODEL_NAME,
     EngineServer,
@@ -30,6 +38,8 @@ from .provision import (
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "VISION_IMAGE_TOKENS",
+    "VISION_MODEL_NAME",
     "EngineServer",
     "EngineStartError",
     "ProvisionError",
@@ -40,5 +50,9 @@ __all__ = [
     "scripted_gguf",
     "scripted_hf_model",
     "start_llama_server",
+    "start_llama_vision_server",
     "start_vllm_server",
+    "start_vllm_vision_server",
+    "vision_gguf",
+    "vision_hf_model",
 ]

@@ -1,0 +1,151 @@
+"""A tiny vision-language model for the real-engine tests, provisioned and served (see ``_build_vision.py``).
+
+* :func:`vision_gguf` - ``(model.gguf, mmproj.gguf)`` for ``llama-server --mmproj``: the scripted tiny GGUF
+  plus a LLaVA-1.5 style projector (random CLIP ViT, image 32x32, patch 8, MLP projector), built in the
+  llama.cpp environment with the ``gguf`` package;
+* :func:`vision_hf_model` - a ``LlavaForConditionalGeneration`` directory for vLLM: the scripted tiny Llama,
+  the same CLIP tower, a CLIP image processor and an ``<image>`` token, built in vLLM's environment;
+* :func:`start_llama_vision_server` / :func:`start_vllm_vision_server` - start them.
+
+Each image adds :data:`VISION_IMAGE_TOKENS` (16) prompt tokens on both engines; greedy output stays the
+scripted `` Hello world.`` with or without images. Both files are cached under ``cache_root()/models``,
+named after a hash of their builder scripts and chat template.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .launcher import EngineServer, start_llama_server, start_vllm_server
+from .provision import (
+    _GGUF_BUILDER,
+    _HF_BUILDER,
+    _TEMPLATE,
+    ProvisionError,
+    _fingerprint,
+    _locked,
+    _run,
+    _say,
+    cache_root,
+    ensure_llama_server,
+    ensure_vllm,
+    llamacpp_python,
+    scripted_gguf,
+    scripted_hf_model,
+)
+
+__all__ = [
+    "VISION_IMAGE_TOKENS",
+    "VISION_MODEL_NAME",
+    "start_llama_vision_server",
+    "start_vllm_vision_server",
+    "vision_gguf",
+    "vision_hf_model",
+]
+
+VISION_MODEL_NAME = "scripted-vision"
+VISION_IMAGE_TOKENS = 16  # prompt tokens per image: (32 / 8) ** 2 patches, the class token dropped
+_VISION_BUILDER = Path(__file__).resolve().parent / "_build_vision.py"
+
+
+def vision_gguf() -> tuple[Path, Path]:
+    """Return ``(model_path, mmproj_path)`` for llama-server, building the projector if needed.
+
+    The model is :func:`scripted_gguf`; the projector (``clip.projector_type = mlp``, about 2.5 MB) is written
+    by ``_build_vision.py`` with the ``gguf`` package of the llama.cpp environment.
+    """
+    model = scripted_gguf()
+    fp = _fingerprint(_VISION_BUILDER, _GGUF_BUILDER, _TEMPLATE)
+    target = cache_root() / "models" / f"scripted-vision-mmproj-{fp}.gguf"
+    if target.is_file():
+        return model, target
+    ensure_llama_server()
+    with _locked("models"):
+        if not target.is_file():
+            _say(f"building vision projector GGUF {target}")
+            _run([llamacpp_python(), _VISION_BUILDER, "mmproj", model, target], prefix="vision")
+            if not target.is_file():
+                raise ProvisionError(f"{_VISION_BUILDER.name} did not write {target}")
+    return model, target
+
+
+def vision_hf_model() -> Path:
+    """Return a tiny ``LlavaForConditionalGeneration`` directory for vLLM, building it if needed.
+
+    Built from :func:`scripted_hf_model` (the language model) by ``_build_vision.py`` in vLLM's environment.
+    """
+    text_dir = scripted_hf_model()
+    fp = _fingerprint(_VISION_BUILDER, _HF_BUILDER, _TEMPLATE)
+    target = cache_root() / "models" / f"scripted-vision-hf-{fp}"
+    if (target / "config.json").is_file():
+        return target
+    python = ensure_vllm()
+    with _locked("models"):
+        if (target / "config.json").is_file():
+            return target
+        _say(f"building vision HF model {target}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            _run(
+                [python, _VISION_BUILDER, "hf", text_dir, tmp],
+                prefix="vision",
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            )
+            if not (tmp / "config.json").is_file():
+                raise ProvisionError(f"{_VISION_BUILDER.name} wrote no config.json")
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.chmod(0o755)
+            tmp.rename(target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def start_llama_vision_server(
+    *,
+    model_name: str = VISION_MODEL_NAME,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    log_path: Path | str | None = None,
+    ready_timeout: float = 120.0,
+) -> EngineServer:
+    """llama-server with :func:`vision_gguf` (``--mmproj FILE --jinja``); ``/props`` reports
+    ``modalities: {"vision": true, ...}`` and chat accepts ``image_url`` parts (data: URLs)."""
+    model, mmproj = vision_gguf()
+    return start_llama_server(
+        model,
+        model_name=model_name,
+        extra_args=["--mmproj", str(mmproj), *extra_args],
+        env=env,
+        log_path=log_path,
+        ready_timeout=ready_timeout,
+    )
+
+
+def start_vllm_vision_server(
+    *,
+    served_model_name: str = VISION_MODEL_NAME,
+    max_model_len: int = 1024,
+    images_per_prompt: int = 2,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    log_path: Path | str | None = None,
+    ready_timeout: float = 300.0,
+) -> EngineServer:
+    """vLLM (CPU) with :func:`vision_hf_model`, at most ``images_per_prompt`` images per request
+    (``--limit-mm-per-prompt``), no tool parser."""
+    return start_vllm_server(
+        vision_hf_model(),
+        served_model_name=served_model_name,
+        max_model_len=max_model_len,
+        tool_call_parser=None,
+        extra_args=["--limit-mm-per-prompt", f'{{"image": {images_per_prompt}}}', *extra_args],
+        env=env,
+        log_path=log_path,
+        ready_timeout=ready_timeout,
+    )
