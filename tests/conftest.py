@@ -44,7 +44,13 @@ _PROVISIONERS: dict[str, Callable[[], object]] = {
     "llamacpp": lambda: (ensure_llama_server(), scripted_gguf()),
     "vllm": lambda: (ensure_vllm(), scripted_hf_model()),
 }
-_FIXTURE_ENGINE = {"llama_server": "llamacpp", "llama_server_keyed": "llamacpp", "vllm_server": "vllm"}
+_FIXTURE_ENGINE = {
+    "llama_server": "llamacpp",
+    "llama_server_keyed": "llamacpp",
+    "vllm_server": "vllm",
+    "llamacpp_provisioned": "llamacpp",
+    "vllm_provisioned": "vllm",
+}
 _provision_errors: dict[str, str] = {}
 _provisioned: set[str] = set()
 
@@ -128,6 +134,18 @@ def vllm_server() -> Iterator[EngineServer]:
     _require("vllm")
     with start_vllm_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def llamacpp_provisioned() -> None:
+    """llama-server and the scripted GGUF are installed (skip, or fail in CI, if they cannot be); no server."""
+    _require("llamacpp")
+
+
+@pytest.fixture(scope="session")
+def vllm_provisioned() -> None:
+    """CPU vLLM and the scripted HF model are installed (skip, or fail in CI, if they cannot be); no server."""
+    _require("vllm")
 
 
 # ---- the tiny vision model (tests/integration/test_vision_servers.py) ---------------------------------------

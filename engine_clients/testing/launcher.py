@@ -6,7 +6,10 @@
 
 Each server binds 127.0.0.1 on a free port, writes its stdout/stderr to ``server.log_path`` and is stopped
 when the ``with`` block ends (SIGTERM to its process group, then SIGKILL), or at interpreter exit at the
-latest.
+latest. Servers never outlive the Python process that started them, however it ends (``kill -9`` included):
+a small watchdog process per server (``_watchdog.py``) holds the read end of a pipe whose write end only
+this process has; when this process dies the pipe closes and the watchdog stops the server's whole process
+group (SIGTERM, then SIGKILL after 5 s), which takes vLLM's engine-core children with it.
 Start-up failures raise :class:`EngineStartError` with the last lines of the server's log.
 """
 
@@ -19,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,6 +49,7 @@ DEFAULT_MODEL_NAME = "scripted-tiny"
 _LOG_TAIL_LINES = 60
 _POLL_INTERVAL_S = 0.25
 _PORT_IN_USE_MARKERS = ("address already in use", "couldn't bind", "failed to bind", "errno 98")
+_WATCHDOG = Path(__file__).resolve().parent / "_watchdog.py"
 
 
 class EngineStartError(RuntimeError):
@@ -86,7 +91,8 @@ class EngineServer:
 
     Attributes: ``engine`` ("llamacpp" or "vllm"), ``base_url`` (``http://127.0.0.1:PORT``, no trailing slash,
     no ``/v1``), ``port``, ``model`` (the served model name to send as ``model``), ``api_key`` (or None),
-    ``log_path`` (the server's combined stdout/stderr) and ``process``.
+    ``log_path`` (the server's combined stdout/stderr), ``process`` (the server; its pid is also its process
+    group id) and ``watchdog`` (the process that stops the group if this Python process dies first).
     """
 
     def __init__(
@@ -98,9 +104,11 @@ class EngineServer:
         model: str,
         api_key: str | None,
         log_path: Path,
+        watchdog: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self.engine: Engine = engine
         self.process = process
+        self.watchdog = watchdog
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.model = model
@@ -142,6 +150,7 @@ class EngineServer:
                 self.process.wait(timeout=timeout)
         # Children left behind by the server (e.g. vLLM's engine core) share its process group.
         _signal_group(self.process, signal.SIGKILL)
+        _disarm(self.watchdog)
 
     def wait_ready(self, timeout: float, path: str = "/health") -> None:
         """Poll ``GET path`` until it answers 200; EngineStartError if the process exits or time runs out."""
@@ -189,6 +198,38 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
+def _start_watchdog(log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """The watchdog of one server (see ``_watchdog.py``); it learns the process group through its stdin."""
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", str(_WATCHDOG), str(log)],
+        stdin=subprocess.PIPE,  # the write end stays here only (not inheritable, closed in other children)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(env),
+        start_new_session=True,  # out of reach of the terminal's Ctrl-C and of the server group's signals
+    )
+
+
+def _arm(watchdog: subprocess.Popen[bytes], pgid: int) -> None:
+    assert watchdog.stdin is not None
+    with contextlib.suppress(OSError):
+        watchdog.stdin.write(f"{pgid}\n".encode())
+        watchdog.stdin.flush()
+
+
+def _disarm(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """The server was stopped here: tell its watchdog to exit without signalling anything."""
+    if watchdog is None or watchdog.stdin is None or watchdog.stdin.closed:
+        return
+    with contextlib.suppress(OSError):
+        watchdog.stdin.write(b"q")
+        watchdog.stdin.flush()
+    with contextlib.suppress(OSError):
+        watchdog.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        watchdog.wait(timeout=5)
+
+
 def _start(
     engine: Engine,
     build_cmd: Callable[[int], list[str]],
@@ -214,18 +255,27 @@ def _start(
     for attempt in range(1, attempts + 1):
         port = _free_port()
         cmd = build_cmd(port)
-        with open(log, "ab") as out:
-            out.write(f"$ {' '.join(cmd)}\n".encode())
-            out.flush()
-            process = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=full_env,
-                start_new_session=True,  # its own process group, so stop() reaches its children
-            )
-        server = EngineServer(engine, process, port=port, model=model, api_key=api_key, log_path=log)
+        # The watchdog first: then there is no moment at which the server runs unwatched.
+        watchdog = _start_watchdog(log, full_env)
+        try:
+            with open(log, "ab") as out:
+                out.write(f"$ {' '.join(cmd)}\n".encode())
+                out.flush()
+                process = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=full_env,
+                    start_new_session=True,  # its own process group, so stop() reaches its children
+                )
+        except BaseException:
+            _disarm(watchdog)
+            raise
+        _arm(watchdog, process.pid)
+        server = EngineServer(
+            engine, process, port=port, model=model, api_key=api_key, log_path=log, watchdog=watchdog
+        )
         try:
             server.wait_ready(ready_timeout)
             return server
