@@ -36,6 +36,8 @@ from engine_clients.testing import (
     vision_gguf,
     vision_hf_model,
 )
+from engine_clients.testing.ray_env import ensure_ray
+from engine_clients.testing.router import ensure_vllm_router
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 LLAMA_API_KEY = "test-secret-key"
@@ -172,3 +174,25 @@ def vllm_vision_server() -> Iterator[EngineServer]:
     _require("vllm-vision")
     with start_vllm_vision_server() as server:
         yield server
+
+
+# ---- the router tier and the Ray job (tests/integration/test_router.py, test_ray_batch.py) ----------------
+# Both tiers run llama-server replicas: their provisioning includes llama.cpp and the scripted GGUF.
+_PROVISIONERS["router-tier"] = lambda: (ensure_llama_server(), scripted_gguf(), ensure_vllm_router())
+_PROVISIONERS["ray-tier"] = lambda: (ensure_llama_server(), scripted_gguf(), ensure_ray())
+_FIXTURE_ENGINE["router_provisioned"] = "router-tier"
+_FIXTURE_ENGINE["ray_provisioned"] = "ray-tier"
+
+
+@pytest.fixture(scope="session")
+def router_provisioned() -> None:
+    """llama-server, the scripted GGUF and vllm-router (its own cached venv) are installed (skip, or fail
+    in CI, if they cannot be); no server."""
+    _require("router-tier")
+
+
+@pytest.fixture(scope="session")
+def ray_provisioned() -> None:
+    """llama-server, the scripted GGUF, and Ray Data with this project (the cached Ray venv) are installed
+    (skip, or fail in CI, if they cannot be); no server, no cluster."""
+    _require("ray-tier")
