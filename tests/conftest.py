@@ -196,3 +196,59 @@ def ray_provisioned() -> None:
     """llama-server, the scripted GGUF, and Ray Data with this project (the cached Ray venv) are installed
     (skip, or fail in CI, if they cannot be); no server, no cluster."""
     _require("ray-tier")
+
+
+# ---- the scripted embedding and rerank models (tests/integration/test_embedding_servers.py) -----------------
+# llama-server --embedding / --rerank with two scripted GGUFs; vLLM's pooling runner with a tiny LlamaModel.
+def _provision_llama_embed() -> object:
+    from engine_clients.testing import scripted_embed_gguf, scripted_rerank_gguf
+
+    return ensure_llama_server(), scripted_embed_gguf(), scripted_rerank_gguf()
+
+
+def _provision_vllm_pooling() -> object:
+    from engine_clients.testing import scripted_hf_embed_model
+
+    return ensure_vllm(), scripted_hf_embed_model()
+
+
+_PROVISIONERS["llamacpp-embed"] = _provision_llama_embed
+_PROVISIONERS["vllm-pooling"] = _provision_vllm_pooling
+_FIXTURE_ENGINE["llama_embed_server"] = "llamacpp-embed"
+_FIXTURE_ENGINE["llama_rerank_server"] = "llamacpp-embed"
+_FIXTURE_ENGINE["vllm_pooling_server"] = "vllm-pooling"
+
+
+@pytest.fixture(scope="session")
+def llama_embed_server() -> Iterator[EngineServer]:
+    """llama-server ``--embedding --pooling mean`` with the scripted embedding GGUF, model "scripted-embed":
+    a text's vector is its L2-normalised bag of words (``engine_clients.testing.EMBED_WORDS`` are one token
+    each), so cosine similarity tracks word overlap."""
+    from engine_clients.testing import start_llama_embed_server
+
+    _require("llamacpp-embed")
+    with start_llama_embed_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_rerank_server() -> Iterator[EngineServer]:
+    """llama-server ``--rerank`` with the scripted rerank GGUF, model "scripted-rerank": the score grows with
+    the number of keywords (``EMBED_KEYWORDS``) the document shares with the query (~0.1 none, ~0.33 one,
+    ~0.68 two, ~0.9 three)."""
+    from engine_clients.testing import start_llama_rerank_server
+
+    _require("llamacpp-embed")
+    with start_llama_rerank_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def vllm_pooling_server() -> Iterator[EngineServer]:
+    """vLLM (CPU, ``--runner pooling``) with the scripted HF embedding model, model "scripted-embed": the
+    same bag-of-words vectors on ``/v1/embeddings``, cosine scores on ``/score``, ``/rerank``, ``/v1/rerank``."""
+    from engine_clients.testing import start_vllm_pooling_server
+
+    _require("vllm-pooling")
+    with start_vllm_pooling_server() as server:
+        yield server

@@ -11,6 +11,19 @@ The scripted models answer plain chat with " Hello world." under greedy decoding
 engine output. Provision ahead of time (minutes, cold) with ``python -m engine_clients.testing provision``.
 """
 
+from ._embedding import (
+    EMBED_KEYWORDS,
+    EMBED_MODEL_NAME,
+    EMBED_STOPWORDS,
+    EMBED_WORDS,
+    RERANK_MODEL_NAME,
+    scripted_embed_gguf,
+    scripted_hf_embed_model,
+    scripted_rerank_gguf,
+    start_llama_embed_server,
+    start_llama_rerank_server,
+    start_vllm_pooling_server,
+)
 from ._vision import (
     VISION_IMAGE_TOKENS,
     VISION_MODEL_NAME,
@@ -38,6 +51,11 @@ from .provision import (
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "EMBED_KEYWORDS",
+    "EMBED_MODEL_NAME",
+    "EMBED_STOPWORDS",
+    "EMBED_WORDS",
+    "RERANK_MODEL_NAME",
     "VISION_IMAGE_TOKENS",
     "VISION_MODEL_NAME",
     "EngineServer",
@@ -47,10 +65,16 @@ __all__ = [
     "chat_template_path",
     "ensure_llama_server",
     "ensure_vllm",
+    "scripted_embed_gguf",
     "scripted_gguf",
+    "scripted_hf_embed_model",
     "scripted_hf_model",
+    "scripted_rerank_gguf",
+    "start_llama_embed_server",
+    "start_llama_rerank_server",
     "start_llama_server",
     "start_llama_vision_server",
+    "start_vllm_pooling_server",
     "start_vllm_server",
     "start_vllm_vision_server",
     "vision_gguf",
