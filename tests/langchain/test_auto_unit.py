@@ -96,10 +96,14 @@ def test_auto_classes_type_only_the_common_sampling_fields() -> None:
         "presence_penalty",
         "logprobs",
         "top_logprobs",
+        "thinking",
+        "reasoning_effort",
+        "thinking_budget",
     }
     for cls in (ChatTGI, ChatVLLM, ChatLlamaCpp):
         assert common < set(cls.sampling_fields())
-    assert set(EngineTextLLM.sampling_fields()) == common - {"presence_penalty"}
+    chat_only = {"presence_penalty", "thinking", "reasoning_effort", "thinking_budget"}
+    assert set(EngineTextLLM.sampling_fields()) == common - chat_only
 
 
 def test_engine_names_are_checked_and_normalized() -> None:

@@ -60,6 +60,9 @@ VLLM_FIELDS = {
     "ignore_eos": True,
     "structured_outputs": {"regex": "[a-z]+"},
 }
+THINKING = {"thinking": True, "reasoning_effort": "low", "thinking_budget": 64}
+#: TGI's chat route has no field for the thinking controls: refused before sending (tested below).
+REFUSED = {ChatTGI: set(THINKING)}
 CASES: dict[type, tuple[str, list[tuple[dict[str, Any], dict[str, Any]]]]] = {
     ChatTGI: (
         "/v1/chat/completions",
@@ -72,7 +75,17 @@ CASES: dict[type, tuple[str, list[tuple[dict[str, Any], dict[str, Any]]]]] = {
     ),
     ChatVLLM: (
         "/v1/chat/completions",
-        [(VLLM_FIELDS, VLLM_FIELDS)],
+        [
+            (VLLM_FIELDS, VLLM_FIELDS),
+            (
+                THINKING,
+                {
+                    "chat_template_kwargs": {"enable_thinking": True},
+                    "reasoning_effort": "low",
+                    "thinking_token_budget": 64,
+                },
+            ),
+        ],
     ),
     ChatLlamaCpp: (
         "/v1/chat/completions",
@@ -101,6 +114,14 @@ CASES: dict[type, tuple[str, list[tuple[dict[str, Any], dict[str, Any]]]]] = {
                     "cache_prompt": True,
                     "id_slot": 1,
                     "grammar": 'root ::= "a"',
+                },
+            ),
+            (
+                THINKING,
+                {
+                    "chat_template_kwargs": {"enable_thinking": True},
+                    "reasoning_effort": "low",
+                    "thinking_budget_tokens": 64,
                 },
             ),
             ({"json_schema": {"type": "object"}}, {"json_schema": {"type": "object"}}),
@@ -237,7 +258,14 @@ def last_body(router: respx.MockRouter) -> dict[str, Any]:
 @pytest.mark.parametrize("cls", list(CASES), ids=lambda c: c.__name__)
 def test_every_sampling_field_is_tested(cls: Any) -> None:
     tested = {name for fields, _ in CASES[cls][1] for name in fields}
-    assert tested == set(cls.sampling_fields())
+    assert tested | REFUSED.get(cls, set()) == set(cls.sampling_fields())
+
+
+@pytest.mark.parametrize("field", sorted(THINKING))
+def test_tgi_refuses_thinking_controls_before_sending(router: respx.MockRouter, field: str) -> None:
+    with pytest.raises(InvalidRequestError, match=field):
+        ChatTGI(base_url=BASE, model="m", **{field: THINKING[field]}).invoke("hello")
+    assert not router.calls
 
 
 @pytest.mark.parametrize(

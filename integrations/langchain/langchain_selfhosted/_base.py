@@ -21,6 +21,7 @@ from engine_clients import (
     EngineInfo,
     EnginePool,
     EngineUnavailableError,
+    ThinkTags,
     TimeoutError,
     adetect_engine,
     client_class,
@@ -105,6 +106,13 @@ class EngineModelMixin(BaseModel):
     """Retries on connection errors, timeouts, 429 and 502/503/504 (before any output arrived)."""
     default_headers: dict[str, str] | None = None
     """Extra HTTP headers sent with every request."""
+    split_thinking: bool = True
+    """Split a model's ``<think>…</think>`` out of the answer text into
+    ``additional_kwargs["reasoning_content"]`` when the server has no reasoning parser (always on TGI;
+    a no-op when the server already did it). False keeps the raw text."""
+    think_tags: ThinkTags | None = None
+    """Other tags than ``<think>``/``</think>``, or ``ThinkTags(implicit_open=True)`` when the chat template
+    opens the tag in the prompt (the output then starts inside the thinking)."""
     engine_client: EngineClient | None = Field(default=None, alias="client", exclude=True, repr=False)
     """``client=``: a ready ``engine_clients`` client or ``EnginePool`` to talk through instead of one built
     from the fields above (whose connection settings then are the client's own). The model never closes it.
@@ -246,7 +254,11 @@ class EngineModelMixin(BaseModel):
     def _client_key(self) -> tuple[Any, ...]:
         key = self.api_key.get_secret_value() if self.api_key else None
         headers = tuple(sorted((self.default_headers or {}).items()))
-        return (self.base_url, key, self.model, self.timeout, self.max_retries, headers)
+        tags = self._think_tags()
+        return (self.base_url, key, self.model, self.timeout, self.max_retries, headers, tags)
+
+    def _think_tags(self) -> ThinkTags | None:
+        return (self.think_tags or ThinkTags()) if self.split_thinking else None
 
     def _client_kwargs(self) -> dict[str, Any]:
         return {
@@ -255,6 +267,7 @@ class EngineModelMixin(BaseModel):
             "timeout": self.timeout,
             "max_retries": self.max_retries,
             "headers": self.default_headers,
+            "think_tags": self._think_tags(),
         }
 
     def _new_client(self, engine: str) -> BaseClient:

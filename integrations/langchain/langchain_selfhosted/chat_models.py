@@ -50,6 +50,13 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
     """Shared implementation of the engine chat models (see the module docstring)."""
 
     presence_penalty: Annotated[float | None, SAMPLING] = None
+    thinking: Annotated[bool | None, SAMPLING] = None
+    """Reasoning models: turn thinking on or off (the chat template's ``enable_thinking``; None: the
+    server's default). Each engine gets its own field; TGI's chat route has none and refuses it."""
+    reasoning_effort: Annotated[str | None, SAMPLING] = None
+    """Reasoning models: ``"low"``, ``"medium"``, ``"high"`` (engine-specific values pass through)."""
+    thinking_budget: Annotated[int | None, SAMPLING] = None
+    """Reasoning models: most thinking tokens, where the engine has a budget (vLLM, llama.cpp)."""
     streaming: bool = False
     """Use the streaming route for ``invoke`` too (tokens reach callbacks as they arrive)."""
     stream_usage: bool = True

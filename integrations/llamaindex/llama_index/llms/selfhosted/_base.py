@@ -49,6 +49,7 @@ from engine_clients import (
     EngineInfo,
     EnginePool,
     StreamEvent,
+    ThinkTags,
     adetect_engine,
     client_class,
     connect,
@@ -78,7 +79,10 @@ EngineClient = BaseClient | EnginePool
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
-#: Sampling fields every engine takes on both routes.
+#: Thinking controls of reasoning models. Sent on both routes so that a native text route, which cannot honour
+#: them, refuses them (InvalidRequestError) instead of dropping them.
+REASONING_PARAMS: tuple[str, ...] = ("thinking", "reasoning_effort", "thinking_budget")
+#: Fields sent on both routes of every engine (sampling, and the thinking controls).
 COMMON_PARAMS: tuple[str, ...] = (
     "temperature",
     "max_tokens",
@@ -87,6 +91,7 @@ COMMON_PARAMS: tuple[str, ...] = (
     "stop",
     "frequency_penalty",
     "presence_penalty",
+    *REASONING_PARAMS,
 )
 #: After a failed server-info read, metadata uses fallbacks for this long before asking again.
 METADATA_RETRY_S = 30.0
@@ -231,6 +236,28 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
     stop: str | list[str] | None = Field(default=None, description="Stop sequence(s).")
     frequency_penalty: float | None = Field(default=None, description="OpenAI-style frequency penalty.")
     presence_penalty: float | None = Field(default=None, description="OpenAI-style presence penalty.")
+    thinking: bool | None = Field(
+        default=None,
+        description="Reasoning models: thinking on or off (the chat template's enable_thinking; None: the "
+        "server's default). TGI has no field for it and refuses it.",
+    )
+    reasoning_effort: str | None = Field(
+        default=None, description="Reasoning models: 'low', 'medium', 'high'."
+    )
+    thinking_budget: int | None = Field(
+        default=None, description="Reasoning models: most thinking tokens (vLLM, llama.cpp)."
+    )
+    split_thinking: bool = Field(
+        default=True,
+        description="Split a model's <think>...</think> out of the answer text into a ThinkingBlock when the "
+        "server has no reasoning parser (always on TGI; a no-op when the server did it). False: raw text.",
+    )
+    think_tags: ThinkTags | None = Field(
+        default=None,
+        exclude=True,
+        description="Other tags than <think>/</think>, or ThinkTags(implicit_open=True) when the chat "
+        "template opens the tag in the prompt (the output then starts inside the thinking).",
+    )
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="More sampling parameters for every request, by the engine client's names "
@@ -327,6 +354,7 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
             "timeout": self.timeout,
             "max_retries": self.max_retries,
             "headers": self.headers,
+            "think_tags": (self.think_tags or ThinkTags()) if self.split_thinking else None,
             "http_client": http_client,
             "async_http_client": async_http_client,
         }
