@@ -5,7 +5,8 @@
 ...     print(client.chat([{"role": "user", "content": "Hi"}], max_tokens=16).content)
 """
 
-from ._clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
+from ._affinity import SessionAffinity
+from ._clients import BaseClient, LlamaCppClient, TEIClient, TGIClient, VLLMClient
 from ._detect import (
     PROBE_TIMEOUT,
     EngineDetectionError,
@@ -27,16 +28,19 @@ from .errors import (
     InternalServerError,
     InvalidRequestError,
     MalformedResponseError,
+    MediaTooLargeError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     StreamError,
     StreamTimeoutError,
     TimeoutError,
+    UnsupportedInputError,
 )
 from .types import (
     ChatMessage,
     Completion,
+    Embeddings,
     End,
     EngineInfo,
     FinishReason,
@@ -46,6 +50,8 @@ from .types import (
     JsonSchema,
     Reasoning,
     Regex,
+    Reranking,
+    RerankResult,
     Started,
     StreamEvent,
     Token,
@@ -68,6 +74,7 @@ __all__ = [
     "ChatMessage",
     "Completion",
     "ContextWindowExceededError",
+    "Embeddings",
     "End",
     "EngineDetectionError",
     "EngineError",
@@ -83,6 +90,7 @@ __all__ = [
     "JsonSchema",
     "LlamaCppClient",
     "MalformedResponseError",
+    "MediaTooLargeError",
     "NotFoundError",
     "Percentiles",
     "PermissionDeniedError",
@@ -92,10 +100,14 @@ __all__ = [
     "Reasoning",
     "Regex",
     "ReplicaStats",
+    "RerankResult",
+    "Reranking",
+    "SessionAffinity",
     "Started",
     "StreamError",
     "StreamEvent",
     "StreamTimeoutError",
+    "TEIClient",
     "TGIClient",
     "ThinkSplitter",
     "ThinkTags",
@@ -108,6 +120,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "TopLogprob",
+    "UnsupportedInputError",
     "Usage",
     "VLLMClient",
     "aconnect",

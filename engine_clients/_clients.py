@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import httpx
 from typing_extensions import Self
 
+from ._affinity import OnHeaders, SessionAffinity, SessionRouting
+from ._embeddings import EmbeddingsMixin
+from ._media import DEFAULT_MAX_MEDIA_BYTES
 from ._requests import (
     ChatRequest,
     GenerateRequest,
@@ -35,6 +38,7 @@ from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
 from .dialects import LlamaCppDialect, OpenAICompatDialect, TGIDialect, VLLMDialect
 from .dialects.base import HttpRequest, StreamDecoder
 from .dialects.reasoning import DEFAULT_THINK_TAGS, ThinkTags
+from .dialects.tei import TEIDialect
 from .errors import EngineError, InvalidRequestError
 from .types import (
     Completion,
@@ -51,10 +55,17 @@ from .types import (
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-__all__ = ["BaseClient", "LlamaCppClient", "TGIClient", "VLLMClient"]
+__all__ = ["BaseClient", "LlamaCppClient", "TEIClient", "TGIClient", "VLLMClient"]
 
 HEALTH_TIMEOUT = 5.0
 _CONTROLS = frozenset({"thinking", "reasoning_effort", "thinking_budget"})
+
+
+class _Route(TypedDict):
+    """Transport keywords for one call: a router's session header or cookie, and its Set-Cookie reader."""
+
+    headers: dict[str, str] | None
+    on_headers: OnHeaders | None
 
 
 class _ClientCore:
@@ -77,11 +88,20 @@ class _ClientCore:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
         think_tags: ThinkTags | None = DEFAULT_THINK_TAGS,
+        affinity: SessionAffinity | str | None = None,
+        max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
     ) -> None:
         """``think_tags``: the tags a model wraps its thinking in inside the content, split off into
         ``reasoning`` on chat routes (a no-op when the engine already parsed the thinking out); pass
         ``ThinkTags(implicit_open=True)`` when the chat template opens the tag in the prompt, or None to
-        leave the content raw. Native text routes (``generate``) are never split."""
+        leave the content raw. Native text routes (``generate``) are never split.
+
+        ``affinity``: how a call's ``session_id`` reaches a router in front of the engines (a
+        :class:`SessionAffinity`, or a preset name: ``"vllm-router"``, the default, sends ``X-Session-ID``;
+        ``"litellm"``, ``"dynamo"``, ``"llm-d"``).
+
+        ``max_media_bytes``: the largest image or audio item (decoded) sent inline; a larger one raises
+        :class:`MediaTooLargeError` before anything is sent."""
         url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
         if not url:
             raise InvalidRequestError(
@@ -115,6 +135,10 @@ class _ClientCore:
         self._sync: SyncTransport | None = None
         self._async: AsyncTransport | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self.max_media_bytes = max_media_bytes
+        self.affinity = SessionAffinity.coerce(affinity)
+        self._routing = SessionRouting(self.affinity)
+        self._pid = os.getpid()  # a forked child opens its own connections (see _after_fork)
 
     @property
     def engine(self) -> str:
@@ -134,14 +158,24 @@ class _ClientCore:
             *self._limits,
         )
 
+    def _after_fork(self) -> None:
+        """In a forked child, drop the parent's transports: their pooled sockets are shared with the
+        parent, so the child opens its own connections (a given ``http_client`` is the caller's to manage)."""
+        if self._pid != os.getpid():
+            self._sync = self._async = None
+            self._async_loop = None
+            self._pid = os.getpid()
+
     @property
     def sync_transport(self) -> SyncTransport:
+        self._after_fork()
         if self._sync is None:
             self._sync = SyncTransport(*self._transport_args(), http_client=self._given_sync)
         return self._sync
 
     @property
     def async_transport(self) -> AsyncTransport:
+        self._after_fork()
         loop = _running_loop()
         if self._async is not None and self._given_async is None and self._async_loop is not loop:
             # httpx's async connections belong to the event loop that opened them (asyncio.run per call, a
@@ -166,7 +200,7 @@ class _ClientCore:
     ) -> ChatRequest:
         norm_tools = normalize_tools(tools)
         return ChatRequest(
-            messages=normalize_messages(messages),
+            messages=normalize_messages(messages, self.max_media_bytes),
             tools=norm_tools,
             tool_choice=normalize_tool_choice(tool_choice, norm_tools),
             response_format=normalize_response_format(response_format),
@@ -229,6 +263,11 @@ class _ClientCore:
         Empty by default: the engine needs nothing beyond being sent to the same replica."""
         return {}
 
+    def _route(self, session_id: str | None) -> _Route:
+        """Transport keywords that carry ``session_id`` to a router (see ``affinity``)."""
+        headers, on_headers = self._routing.route(session_id)
+        return {"headers": headers, "on_headers": on_headers}
+
     def _decoder(self, chat: bool, model: str | None) -> StreamDecoder:
         decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
         if model:
@@ -251,6 +290,7 @@ class _SyncAPI(_ClientCore):
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
         """Chat completion. ``sampling``: max_tokens, temperature, top_p, top_k, seed, stop, penalties,
@@ -272,7 +312,7 @@ class _SyncAPI(_ClientCore):
             thinking_budget=thinking_budget,
             **sampling,
         )
-        return self.dialect.parse_chat(self.sync_transport.request(http))
+        return self.dialect.parse_chat(self.sync_transport.request(http, **self._route(session_id)))
 
     def chat_stream(
         self,
@@ -286,6 +326,7 @@ class _SyncAPI(_ClientCore):
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> Iterator[StreamEvent]:
         """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
@@ -302,7 +343,7 @@ class _SyncAPI(_ClientCore):
             stream=True,
             **sampling,
         )
-        return self.sync_transport.stream(http, self._decoder(True, model))
+        return self.sync_transport.stream(http, self._decoder(True, model), **self._route(session_id))
 
     def generate(
         self,
@@ -311,13 +352,14 @@ class _SyncAPI(_ClientCore):
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
         """Raw text completion on the engine's native text route (no chat template)."""
         http = self.build_generate(
             prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
         )
-        return self.dialect.parse_generate(self.sync_transport.request(http))
+        return self.dialect.parse_generate(self.sync_transport.request(http, **self._route(session_id)))
 
     def generate_stream(
         self,
@@ -326,6 +368,7 @@ class _SyncAPI(_ClientCore):
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> Iterator[StreamEvent]:
         http = self.build_generate(
@@ -336,7 +379,7 @@ class _SyncAPI(_ClientCore):
             stream=True,
             **sampling,
         )
-        return self.sync_transport.stream(http, self._decoder(False, model))
+        return self.sync_transport.stream(http, self._decoder(False, model), **self._route(session_id))
 
     def health(self) -> HealthStatus:
         """HEALTHY when ready; DEGRADED when it answers but is not ready (loading); UNHEALTHY: no answer."""
@@ -388,6 +431,7 @@ class BaseClient(_SyncAPI):
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
         http = self.build_chat(
@@ -402,7 +446,7 @@ class BaseClient(_SyncAPI):
             thinking_budget=thinking_budget,
             **sampling,
         )
-        return self.dialect.parse_chat(await self.async_transport.request(http))
+        return self.dialect.parse_chat(await self.async_transport.request(http, **self._route(session_id)))
 
     def achat_stream(
         self,
@@ -416,6 +460,7 @@ class BaseClient(_SyncAPI):
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> AsyncIterator[StreamEvent]:
         """``async for event in client.achat_stream(...)``: the async twin of :meth:`chat_stream`."""
@@ -432,7 +477,7 @@ class BaseClient(_SyncAPI):
             stream=True,
             **sampling,
         )
-        return self.async_transport.stream(http, self._decoder(True, model))
+        return self.async_transport.stream(http, self._decoder(True, model), **self._route(session_id))
 
     async def agenerate(
         self,
@@ -441,12 +486,15 @@ class BaseClient(_SyncAPI):
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
         http = self.build_generate(
             prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
         )
-        return self.dialect.parse_generate(await self.async_transport.request(http))
+        return self.dialect.parse_generate(
+            await self.async_transport.request(http, **self._route(session_id))
+        )
 
     def agenerate_stream(
         self,
@@ -455,6 +503,7 @@ class BaseClient(_SyncAPI):
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         **sampling: Any,
     ) -> AsyncIterator[StreamEvent]:
         http = self.build_generate(
@@ -465,7 +514,7 @@ class BaseClient(_SyncAPI):
             stream=True,
             **sampling,
         )
-        return self.async_transport.stream(http, self._decoder(False, model))
+        return self.async_transport.stream(http, self._decoder(False, model), **self._route(session_id))
 
     async def ahealth(self) -> HealthStatus:
         try:
@@ -523,15 +572,19 @@ class TGIClient(BaseClient):
     env_prefix = "TGI"
 
 
-class VLLMClient(BaseClient):
-    """vLLM's OpenAI-compatible server. Base URL from the argument or ``VLLM_BASE_URL``."""
+class VLLMClient(EmbeddingsMixin, BaseClient):
+    """vLLM's OpenAI-compatible server. Base URL from the argument or ``VLLM_BASE_URL``.
+
+    ``embed``/``rerank`` need a pooling model (``--runner pooling``)."""
 
     dialect_class = VLLMDialect
     env_prefix = "VLLM"
 
 
-class LlamaCppClient(BaseClient):
-    """llama.cpp's llama-server. Base URL from the argument or ``LLAMACPP_BASE_URL``."""
+class LlamaCppClient(EmbeddingsMixin, BaseClient):
+    """llama.cpp's llama-server. Base URL from the argument or ``LLAMACPP_BASE_URL``.
+
+    ``embed`` needs ``--embedding`` (with ``--pooling``), ``rerank`` needs ``--rerank``."""
 
     dialect_class = LlamaCppDialect
     env_prefix = "LLAMACPP"
@@ -540,3 +593,11 @@ class LlamaCppClient(BaseClient):
         """Pin the session to one llama-server slot and reuse its KV cache (``id_slot``, ``cache_prompt``);
         a negative ``slot`` lets the server choose (it picks the slot with the most similar cached prompt)."""
         return {"id_slot": slot, "cache_prompt": True} if slot >= 0 else {"cache_prompt": True}
+
+
+class TEIClient(EmbeddingsMixin, BaseClient):
+    """Hugging Face text-embeddings-inference: ``embed``/``rerank``, ``info``, ``health``, ``tokenize`` (no
+    chat or text generation). Base URL from the argument or ``TEI_BASE_URL``."""
+
+    dialect_class = TEIDialect
+    env_prefix = "TEI"

@@ -49,10 +49,12 @@ from ._pool_stats import Percentiles, PoolCounters, PoolStats, ReplicaStats, red
 from .errors import EngineError, EngineUnavailableError, InvalidRequestError, RateLimitError
 from .types import (
     Completion,
+    Embeddings,
     End,
     EngineInfo,
     HealthStatus,
     Reasoning,
+    Reranking,
     Started,
     StreamEvent,
     Token,
@@ -601,6 +603,24 @@ class EnginePool:
         result: list[TokenInfo] = await self._acall(
             "atokenize", (text,), {"add_special_tokens": add_special_tokens}, None
         )
+        return result
+
+    # embeddings and rerank: routed, retried and failed over like chat (LlamaCppClient, VLLMClient, TEIClient)
+    def embed(self, texts: Any, **kwargs: Any) -> Embeddings:
+        """:meth:`LlamaCppClient.embed` (or vLLM's, TEI's) on the least busy replica."""
+        result: Embeddings = self._call("embed", (texts,), kwargs, None)
+        return result
+
+    def rerank(self, query: str, documents: Any, **kwargs: Any) -> Reranking:
+        result: Reranking = self._call("rerank", (query, documents), kwargs, None)
+        return result
+
+    async def aembed(self, texts: Any, **kwargs: Any) -> Embeddings:
+        result: Embeddings = await self._acall("aembed", (texts,), kwargs, None)
+        return result
+
+    async def arerank(self, query: str, documents: Any, **kwargs: Any) -> Reranking:
+        result: Reranking = await self._acall("arerank", (query, documents), kwargs, None)
         return result
 
     # -- lifecycle --

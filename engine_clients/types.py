@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeAlias
 __all__ = [
     "ChatMessage",
     "Completion",
+    "Embeddings",
     "End",
     "EngineInfo",
     "FinishReason",
@@ -24,6 +25,8 @@ __all__ = [
     "MessageInput",
     "Reasoning",
     "Regex",
+    "Reranking",
+    "RerankResult",
     "ResponseFormat",
     "ResponseFormatInput",
     "Started",
@@ -35,6 +38,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ToolChoice",
+    "Timings",
     "ToolInput",
     "TopLogprob",
     "Usage",
@@ -153,6 +157,49 @@ class Usage:
 
 
 @dataclass(slots=True)
+class Timings:
+    """How long one request took, in seconds; every field is None when it is not known (never guessed).
+
+    Measured by the client, for the attempt that answered: ``time_to_first_byte`` (request sent to response
+    headers), ``time_to_first_token`` (to the first :class:`Token` or :class:`Reasoning` of a stream; None
+    without a stream), ``total_time`` (to the end of the answer), ``tokens_per_second`` (from ``usage``:
+    completion tokens over ``total_time`` for a whole answer; for a stream the tokens after the first over
+    the time from first to last token) and, for streams, ``inter_token_p50``/``inter_token_max``: the gaps
+    between network chunks that carried tokens.
+
+    Reported by the server, as far as the engine tells: ``server_queue_time`` (TGI ``x-queue-time``),
+    ``server_prompt_time`` (prefill: llama.cpp ``prompt_ms``), ``server_generation_time`` (decode: llama.cpp
+    ``predicted_ms``, TGI ``x-inference-time``), ``server_total_time`` (TGI ``x-total-time``),
+    ``server_tokens_per_second`` (llama.cpp ``predicted_per_second``, TGI 1 / ``x-time-per-token``),
+    ``server_cached_tokens`` (prompt tokens reused from the cache: llama.cpp ``cache_n``). ``server`` holds
+    every figure the engine sent under the engine's own names (llama.cpp ``timings``, TGI's ``x-*`` headers
+    and ``/generate`` details such as ``seed``)."""
+
+    time_to_first_byte: float | None = None
+    time_to_first_token: float | None = None
+    total_time: float | None = None
+    tokens_per_second: float | None = None
+    inter_token_p50: float | None = None
+    inter_token_max: float | None = None
+    server_queue_time: float | None = None
+    server_prompt_time: float | None = None
+    server_generation_time: float | None = None
+    server_total_time: float | None = None
+    server_tokens_per_second: float | None = None
+    server_cached_tokens: int | None = None
+    server: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The known figures only (None fields left out), ``server`` included when not empty."""
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value is not None and value != {}:
+                out[name] = dict(value) if name == "server" else value
+        return out
+
+
+@dataclass(slots=True)
 class TopLogprob:
     token: str
     logprob: float | None
@@ -183,6 +230,8 @@ class Completion:
     logprobs: list[TokenLogprob] | None = None
     engine: str | None = None
     reasoning: str | None = None
+    timings: Timings | None = None
+    """How long the request took, measured here and as the engine reported it (see :class:`Timings`)."""
 
 
 @dataclass(slots=True)
@@ -195,6 +244,20 @@ class EngineInfo:
     max_total_tokens: int | None = None
     """Prompt plus output limit: the context window the engine enforces."""
     raw: dict[str, Any] = field(default_factory=dict)
+    # Capabilities, as the server reports them; None when it does not say.
+    image_inputs: bool | None = None
+    """Images in chat messages (llama.cpp ``/props`` modalities.vision; TGI image-text-to-text models)."""
+    audio_inputs: bool | None = None
+    """Audio in chat messages (llama.cpp ``/props`` modalities.audio; always False on TGI)."""
+    tool_calling: bool | None = None
+    """The chat template handles tools (llama.cpp ``chat_template_caps``; TGI always)."""
+    structured_output: bool | None = None
+    """Constrained decoding to a JSON schema (grammar-based on all three engines)."""
+    reasoning: bool | None = None
+    """The model thinks before answering (a ``<think>`` chat template on llama.cpp)."""
+    max_output_tokens: int | None = None
+    """Most tokens one answer can have: the server's own cap (llama.cpp ``n_predict``), else the context
+    window (an upper bound: the prompt takes its share)."""
 
 
 @dataclass(slots=True)
@@ -264,3 +327,33 @@ class End:
 
 
 StreamEvent: TypeAlias = "Started | Reasoning | Token | ToolCallDelta | End"
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """Vectors of ``embed(texts)``, one list of floats per text in the order given."""
+
+    vectors: list[list[float]]
+    model: str | None = None
+    usage: Usage | None = None
+    """Prompt tokens of all the batches (None when the route reports none)."""
+    engine: str | None = None
+
+
+@dataclass(slots=True)
+class RerankResult:
+    """One document's relevance: ``index`` into the documents given, its ``score`` and its text."""
+
+    index: int
+    score: float
+    document: str | None = None
+
+
+@dataclass(slots=True)
+class Reranking:
+    """``rerank(query, documents)``: results best first, at most ``top_n``."""
+
+    results: list[RerankResult]
+    model: str | None = None
+    usage: Usage | None = None
+    engine: str | None = None

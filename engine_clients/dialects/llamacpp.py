@@ -23,6 +23,7 @@ from ..types import (
     JsonSchema,
     ResponseFormat,
     StreamEvent,
+    Timings,
     TokenInfo,
     TokenLogprob,
     Tool,
@@ -30,7 +31,8 @@ from ..types import (
     Usage,
 )
 from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads
-from .openai_compat import COMMON_CHAT_PARAMS, OpenAICompatDialect, _maybe_json
+from .embeddings import EmbeddingCodec
+from .openai_compat import COMMON_CHAT_PARAMS, _maybe_json
 
 __all__ = ["LlamaCppDialect"]
 
@@ -54,10 +56,27 @@ _COMPLETION = {
 # llama.cpp's stop_type on /completion
 _STOP_TYPE: dict[str, FinishReason] = {"eos": "stop", "word": "stop", "limit": "length"}
 _CTX = re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)")
+# pooled embeddings and rerank need one physical batch per input
+_UBATCH = re.compile(r"input \((\d+) tokens\) is too large to process.*?current batch size: (\d+)", re.S)
 
 
-class LlamaCppDialect(OpenAICompatDialect):
+_MMPROJ_FIX = (
+    "start llama-server with --mmproj <projector GGUF> (a multimodal projector for this model; audio needs"
+    " one with an audio encoder), or use -hf with a repository that ships one"
+)
+
+
+class LlamaCppDialect(EmbeddingCodec):
     engine: ClassVar[str] = "llamacpp"
+    # embeddings: /v1/embeddings and /v1/rerank (--embedding / --rerank); no truncation field (an input over
+    # the physical batch, --ubatch-size, gets 500 "input (N tokens) is too large to process ...")
+    truncate_field: ClassVar[tuple[str, Any] | None] = None
+    # tools/server (verified here): HTTP 500 "image input is not supported - hint: ... provide the mmproj",
+    # "audio input is not supported ..."; /completion with multimodal_data: "... does not support multimodal"
+    unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = (
+        (re.compile(r"\b(image|audio|video) input is not supported", re.I), None, _MMPROJ_FIX),
+        (re.compile(r"does not support multimodal", re.I), "image", _MMPROJ_FIX),
+    )
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_NATIVE}
     generate_params: ClassVar[Mapping[str, str]] = _COMPLETION
     # tools/server/server-common.cpp (chat params): ``chat_template_kwargs.enable_thinking`` (a JSON bool),
@@ -121,7 +140,7 @@ class LlamaCppDialect(OpenAICompatDialect):
             content=body["content"],
             finish_reason=_STOP_TYPE.get(raw, "stop") if isinstance(raw, str) else "stop",
             raw_finish_reason=raw if isinstance(raw, str) else None,
-            usage=Usage(prompt, completion, prompt + completion),
+            usage=Usage(prompt, completion, prompt + completion, cached_prompt_tokens=_cache_n(body)),
             model=body.get("model") or self.model,
             logprobs=parse_probs(body.get("completion_probabilities")),
             engine=self.engine,
@@ -130,12 +149,21 @@ class LlamaCppDialect(OpenAICompatDialect):
     def generate_stream_decoder(self) -> StreamDecoder:
         return NativeCompletionStreamDecoder(self, self.model)
 
+    def parse_timings(self, bodies: list[Any], headers: Mapping[str, str] | None) -> Timings:
+        """llama-server's ``timings`` object (non-stream answers, the last stream event): ``prompt_n``,
+        ``prompt_ms``, ``predicted_n``, ``predicted_ms``, ``predicted_per_second``, ``cache_n``, ..."""
+        for body in reversed(bodies):
+            raw = body.get("timings") if isinstance(body, Mapping) else None
+            if isinstance(raw, Mapping):
+                return llamacpp_timings(raw)
+        return Timings()
+
     def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
         err = obj.get("error") if isinstance(obj, Mapping) else None
         if isinstance(err, Mapping) and (err.get("type") == "exceed_context_size_error" or "n_ctx" in err):
             p, n = err.get("n_prompt_tokens"), err.get("n_ctx")
             return (p if isinstance(p, int) else None, n if isinstance(n, int) else None)
-        found = first_int(_CTX, message)
+        found = first_int(_CTX, message) or first_int(_UBATCH, message)
         if found:
             return found[0], found[1]
         if "exceeds the available context size" in message or (
@@ -158,7 +186,32 @@ class LlamaCppDialect(OpenAICompatDialect):
         build = props.get("build_info")
         info.version = build if isinstance(build, str) else None
         info.raw["props"] = props
+        self.capabilities(info, props)
         return info
+
+    def capabilities(self, info: EngineInfo, props: Mapping[str, Any]) -> None:
+        """From ``/props``: ``modalities`` (a --mmproj projector), ``chat_template_caps`` (what the Jinja
+        template handles), the template itself (``<think>``) and the server's ``n_predict`` cap."""
+        if not props:
+            return
+        modalities = props.get("modalities")
+        if isinstance(modalities, Mapping):
+            info.image_inputs = _opt_bool(modalities.get("vision"))
+            info.audio_inputs = _opt_bool(modalities.get("audio"))
+        caps = props.get("chat_template_caps")
+        if isinstance(caps, Mapping):
+            info.tool_calling = _opt_bool(caps.get("supports_tool_calls", caps.get("supports_tools")))
+        template = props.get("chat_template")
+        if isinstance(template, str) and template:
+            info.reasoning = "<think>" in template
+        info.structured_output = True  # json_schema / grammar on every route, built into llama-server
+        settings = props.get("default_generation_settings")
+        params = settings.get("params") if isinstance(settings, Mapping) else None
+        n_predict = params.get("n_predict") if isinstance(params, Mapping) else None
+        if isinstance(n_predict, int) and not isinstance(n_predict, bool) and n_predict > 0:
+            info.max_output_tokens = n_predict
+        else:
+            info.max_output_tokens = info.max_total_tokens
 
     def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:
         return HttpRequest(
@@ -177,6 +230,23 @@ class LlamaCppDialect(OpenAICompatDialect):
             else:
                 out.append(TokenInfo(int(t)))
         return out
+
+
+def _cache_n(body: Mapping[str, Any]) -> int | None:
+    """Prompt tokens reused from the cache on ``/completion`` (its answers have no OpenAI usage)."""
+    timings = body.get("timings")
+    n = timings.get("cache_n") if isinstance(timings, Mapping) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def llamacpp_timings(raw: Mapping[str, Any]) -> Timings:
+    t = Timings(server={k: v for k, v in raw.items() if _float(v) is not None})
+    prompt_ms, predicted_ms = _float(raw.get("prompt_ms")), _float(raw.get("predicted_ms"))
+    t.server_prompt_time = prompt_ms / 1000 if prompt_ms is not None else None
+    t.server_generation_time = predicted_ms / 1000 if predicted_ms is not None else None
+    t.server_tokens_per_second = _float(raw.get("predicted_per_second"))
+    t.server_cached_tokens = _cache_n({"timings": raw})
+    return t
 
 
 def parse_probs(obj: Any) -> list[TokenLogprob] | None:
@@ -228,13 +298,14 @@ class NativeCompletionStreamDecoder(StreamDecoder):
                 else:
                     self.token(out, text)
             if obj.get("stop") is True:
+                self.tails.append(obj)
                 model = obj.get("model")
                 if isinstance(model, str) and model:
                     self.model = model
                 raw = obj.get("stop_type")
                 self.raw_finish = raw if isinstance(raw, str) else None
                 p, c = _int(obj.get("tokens_evaluated")), _int(obj.get("tokens_predicted"))
-                self.usage = Usage(p, c, p + c)
+                self.usage = Usage(p, c, p + c, cached_prompt_tokens=_cache_n(obj))
                 self.finished = True
                 end = self.end()
                 end.completion.finish_reason = _STOP_TYPE.get(self.raw_finish or "", "stop")
@@ -244,3 +315,7 @@ class NativeCompletionStreamDecoder(StreamDecoder):
             raise
         except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
             raise self.fail(self.dialect.malformed(exc, data=event.data)) from None
+
+
+def _opt_bool(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None

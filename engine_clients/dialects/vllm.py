@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 from .._requests import GenerateRequest
 from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, TokenInfo
 from .base import HttpRequest, first_int
-from .openai_compat import COMMON_CHAT_PARAMS, OpenAICompatDialect
+from .embeddings import EmbeddingCodec
+from .openai_compat import COMMON_CHAT_PARAMS
 
 __all__ = ["VLLMDialect"]
 
@@ -52,8 +53,25 @@ _CTX_PATTERNS = [
 ]
 
 
-class VLLMDialect(OpenAICompatDialect):
+_MM_FIX = (
+    "serve a model whose architecture takes this input (vLLM reads images and audio only for multimodal"
+    " models), and check --limit-mm-per-prompt"
+)
+
+
+class VLLMDialect(EmbeddingCodec):
     engine: ClassVar[str] = "vllm"
+    # pooling runner: /v1/embeddings, /v1/rerank (Jina shape); truncate_prompt_tokens -1 = the model's limit
+    truncate_field: ClassVar[tuple[str, Any] | None] = ("truncate_prompt_tokens", -1)
+    default_embed_batch: ClassVar[int] = 64
+    # vllm/entrypoints/chat_utils.py: a text-only model allows 0 items per modality ("At most 0 image(s)
+    # may be provided in one prompt."); newer versions also say "... is not a multimodal model" or that the
+    # modality is not supported; --limit-mm-per-prompt '{"image": 0}' gives the same "At most 0".
+    unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = (
+        (re.compile(r"At most 0 (image|audio|video)\(s\) may be provided", re.I), None, _MM_FIX),
+        (re.compile(r"is not a multimodal model", re.I), "image", _MM_FIX),
+        (re.compile(r"\b(image|audio|video) modality is not supported", re.I), None, _MM_FIX),
+    )
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}
     generate_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}
     # ChatCompletionRequest (vllm/entrypoints/openai/chat_completion/protocol.py): history messages carry
@@ -115,6 +133,10 @@ class VLLMDialect(OpenAICompatDialect):
         if isinstance(limit, int):
             info.max_total_tokens = limit
             info.max_input_tokens = limit
+            info.max_output_tokens = limit
+        # /v1/models says nothing about modalities, tool parsers or reasoning parsers (server flags):
+        # those stay None; structured outputs are built in (xgrammar/guidance backends).
+        info.structured_output = True
         version = bodies[1].get("version") if len(bodies) > 1 and isinstance(bodies[1], Mapping) else None
         info.version = version if isinstance(version, str) else None
         info.raw["version"] = bodies[1] if len(bodies) > 1 else None
