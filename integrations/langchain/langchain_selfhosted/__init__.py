@@ -5,6 +5,9 @@ Chat models (``BaseChatModel``): :class:`ChatTGI`, :class:`ChatVLLM`, :class:`Ch
 Text-completion LLMs on each engine's native text route: :class:`TGILLM`, :class:`VLLMLLM`,
 :class:`LlamaCppLLM`, and the auto-detecting :class:`EngineTextLLM`.
 
+Embeddings (``Embeddings``): :class:`LlamaCppEmbeddings`, :class:`VLLMEmbeddings`, :class:`TEIEmbeddings`;
+a reranker for ``ContextualCompressionRetriever``: :class:`SelfHostedRerank`.
+
 Every class also takes ``client=``: a ready ``engine_clients`` client or an ``EnginePool`` of replicas
 (``ChatEngine(client=EnginePool(["http://a:8000", "http://b:8000"], engine="vllm"))``).
 
@@ -13,7 +16,9 @@ Errors raised are ``engine_clients`` errors that also inherit from LangChain's (
 """
 
 from .chat_models import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM
+from .embeddings import LlamaCppEmbeddings, TEIEmbeddings, VLLMEmbeddings
 from .llms import TGILLM, VLLMLLM, EngineTextLLM, LlamaCppLLM
+from .rerank import SelfHostedRerank
 
 __all__ = [
     "TGILLM",
@@ -23,5 +28,9 @@ __all__ = [
     "ChatTGI",
     "ChatVLLM",
     "EngineTextLLM",
+    "LlamaCppEmbeddings",
     "LlamaCppLLM",
+    "SelfHostedRerank",
+    "TEIEmbeddings",
+    "VLLMEmbeddings",
 ]

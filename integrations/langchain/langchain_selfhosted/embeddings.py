@@ -1,0 +1,105 @@
+"""LangChain ``Embeddings`` for self-hosted servers: :class:`LlamaCppEmbeddings` (llama-server
+``--embedding``), :class:`VLLMEmbeddings` (vLLM ``--runner pooling``) and :class:`TEIEmbeddings`
+(text-embeddings-inference). Sync and natively async; batches follow the server's limit; errors are the
+``langchain_selfhosted.errors`` classes (``ContextWindowExceededError`` is also LangChain's
+``ContextOverflowError``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from engine_clients import EnginePool, LlamaCppClient, TEIClient, VLLMClient
+
+from .errors import translate_errors
+
+__all__ = ["LlamaCppEmbeddings", "SelfHostedClientMixin", "TEIEmbeddings", "VLLMEmbeddings"]
+
+EmbeddingClient = LlamaCppClient | VLLMClient | TEIClient | EnginePool
+
+
+class SelfHostedClientMixin(BaseModel):
+    """Connection fields and the lazily built engine client, shared by the embeddings and the reranker."""
+
+    model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
+
+    client_class: ClassVar[type[LlamaCppClient | VLLMClient | TEIClient]]
+
+    base_url: str | None = None
+    """Server URL; defaults to ``$<ENGINE>_BASE_URL`` (``LLAMACPP_BASE_URL``, ``VLLM_BASE_URL``,
+    ``TEI_BASE_URL``)."""
+    api_key: SecretStr | None = None
+    """Bearer token; defaults to ``$<ENGINE>_API_KEY``."""
+    model: str | None = None
+    """Model name sent with each request (None: the server's own)."""
+    timeout: float | None = None
+    max_retries: int = 2
+    default_headers: dict[str, str] | None = None
+    batch_size: int | None = None
+    """Inputs per request; None: the server's limit (TEI's ``/info``), else the engine's default."""
+    truncate: bool = False
+    """Ask the server to cut inputs over the model's limit (vLLM, TEI); otherwise they raise
+    ``ContextWindowExceededError``."""
+    engine_client: EmbeddingClient | None = Field(default=None, alias="client", exclude=True, repr=False)
+    """``client=``: a ready ``engine_clients`` client or ``EnginePool`` (never closed by this object)."""
+
+    _built: LlamaCppClient | VLLMClient | TEIClient | None = PrivateAttr(default=None)
+
+    @property
+    def client(self) -> EmbeddingClient:
+        if self.engine_client is not None:
+            return self.engine_client
+        if self._built is None:
+            self._built = self.client_class(
+                self.base_url,
+                api_key=self.api_key,
+                model=self.model,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                headers=self.default_headers,
+            )
+        return self._built
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"truncate": self.truncate}
+        if self.batch_size is not None:
+            options["batch_size"] = self.batch_size
+        if self.model is not None:
+            options["model"] = self.model
+        return options
+
+
+class _EngineEmbeddings(SelfHostedClientMixin, Embeddings):
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        with translate_errors():
+            return self.client.embed(texts, **self._options()).vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        with translate_errors():
+            return (await self.client.aembed(texts, **self._options())).vectors
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return (await self.aembed_documents([text]))[0]
+
+
+class LlamaCppEmbeddings(_EngineEmbeddings):
+    """Embeddings from llama.cpp's llama-server started with ``--embedding`` (and ``--pooling``)."""
+
+    client_class = LlamaCppClient
+
+
+class VLLMEmbeddings(_EngineEmbeddings):
+    """Embeddings from vLLM serving a pooling model (``--runner pooling``)."""
+
+    client_class = VLLMClient
+
+
+class TEIEmbeddings(_EngineEmbeddings):
+    """Embeddings from Hugging Face text-embeddings-inference."""
+
+    client_class = TEIClient

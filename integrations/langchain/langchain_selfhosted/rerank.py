@@ -1,0 +1,69 @@
+"""A reranker for LangChain retrievers: :class:`SelfHostedRerank`, a ``BaseDocumentCompressor`` (what
+``ContextualCompressionRetriever`` takes) over the rerank route of llama-server (``--rerank``), vLLM or
+text-embeddings-inference. It keeps the ``top_n`` most relevant documents, best first, each with its score in
+``metadata["relevance_score"]``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+
+from engine_clients import LlamaCppClient, Reranking, TEIClient, VLLMClient, client_class
+
+from .embeddings import SelfHostedClientMixin
+from .errors import translate_errors
+
+__all__ = ["SelfHostedRerank"]
+
+_CLIENTS: dict[str, type[LlamaCppClient | VLLMClient | TEIClient]] = {
+    "llamacpp": LlamaCppClient,
+    "vllm": VLLMClient,
+    "tei": TEIClient,
+}
+
+
+class SelfHostedRerank(SelfHostedClientMixin, BaseDocumentCompressor):
+    """``SelfHostedRerank(engine="llamacpp", base_url=...)``; ``engine``: ``"llamacpp"``, ``"vllm"`` or
+    ``"tei"`` (or pass ``client=`` a ready client or ``EnginePool``)."""
+
+    engine: Literal["llamacpp", "vllm", "tei"] = "llamacpp"
+    top_n: int | None = 3
+    """How many documents to keep (None: all, reordered)."""
+
+    @property
+    def client_class(self) -> type[LlamaCppClient | VLLMClient | TEIClient]:  # type: ignore[override]
+        return _CLIENTS.get(self.engine) or client_class(self.engine)  # type: ignore[return-value]
+
+    def _options(self) -> dict[str, Any]:
+        return {**super()._options(), "top_n": self.top_n}
+
+    @staticmethod
+    def _documents(documents: Sequence[Document], ranking: Reranking) -> list[Document]:
+        out = []
+        for r in ranking.results:
+            doc = documents[r.index]
+            out.append(
+                Document(
+                    page_content=doc.page_content,
+                    metadata={**doc.metadata, "relevance_score": r.score},
+                    id=doc.id,
+                )
+            )
+        return out
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        with translate_errors():
+            ranking = self.client.rerank(query, [d.page_content for d in documents], **self._options())
+        return self._documents(documents, ranking)
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        with translate_errors():
+            ranking = await self.client.arerank(query, [d.page_content for d in documents], **self._options())
+        return self._documents(documents, ranking)
