@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._media import DEFAULT_MAX_MEDIA_BYTES, normalize_content
 from .errors import InvalidRequestError
 from .types import (
     ChatMessage,
@@ -96,17 +97,21 @@ class GenerateRequest:
     model: str | None = None
 
 
-def normalize_messages(messages: Sequence[MessageInput] | str) -> list[dict[str, Any]]:
+def normalize_messages(
+    messages: Sequence[MessageInput] | str, max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
+) -> list[dict[str, Any]]:
     """OpenAI-style message dicts from dicts or :class:`ChatMessage` objects (a string: one user turn).
 
     A turn's thinking is under ``"reasoning"`` (from ``ChatMessage.reasoning`` or a dict's ``reasoning``
-    / ``reasoning_content``); each dialect renames or drops it for its engine."""
+    / ``reasoning_content``); each dialect renames or drops it for its engine. Images and audio become
+    OpenAI content parts (local files read and base64-encoded, each at most ``max_media_bytes``); a past
+    tool call whose arguments are not JSON is refused, naming its message."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
     if not messages:
         raise InvalidRequestError("messages must not be empty")
     out: list[dict[str, Any]] = []
-    for m in messages:
+    for index, m in enumerate(messages):
         if isinstance(m, ChatMessage):
             d: dict[str, Any] = {"role": m.role, "content": m.content}
             if m.tool_calls:
@@ -132,8 +137,24 @@ def normalize_messages(messages: Sequence[MessageInput] | str) -> list[dict[str,
                     d["reasoning"] = thought
         else:
             raise InvalidRequestError(f"unsupported message type {type(m).__name__}")
+        if isinstance(d.get("content"), list):
+            d["content"] = normalize_content(d["content"], max_media_bytes, f"message {index}")
+        for call in d.get("tool_calls") or ():
+            _check_history_arguments(index, call)
         out.append(d)
     return out
+
+
+def _check_history_arguments(index: int, call: Mapping[str, Any]) -> None:
+    """Engines answer a past call with unparseable arguments with a 500 (llama.cpp) or a template error."""
+    fn = call.get("function") or {}
+    try:
+        json.loads(fn.get("arguments") or "{}")
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"message {index} (assistant): the arguments of its tool call {fn.get('name')!r}"
+            f" (id {call.get('id')!r}) are not valid JSON ({exc}); fix or drop that call before sending"
+        ) from None
 
 
 def _openai_tool_call(tc: Any) -> dict[str, Any]:

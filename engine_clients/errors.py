@@ -22,12 +22,14 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "MediaTooLargeError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "StreamError",
     "StreamTimeoutError",
     "TimeoutError",
+    "UnsupportedInputError",
 ]
 
 
@@ -78,6 +80,16 @@ class InvalidRequestError(EngineError, ValueError):
     """Rejected on the client side before anything was sent (unsupported parameter, bad schema, ...)."""
 
 
+class MediaTooLargeError(InvalidRequestError):
+    """An image or audio item is larger than the client's ``max_media_bytes``; nothing was sent.
+    ``size`` and ``limit`` are in bytes (decoded)."""
+
+    def __init__(self, message: str, *, size: int, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.size = size
+        self.limit = limit
+
+
 class BadRequestError(EngineError):
     """The engine refused the request as invalid (HTTP 400/422)."""
 
@@ -99,6 +111,17 @@ class ContextWindowExceededError(BadRequestError):
         super().__init__(message, **kwargs)
         self.prompt_tokens = prompt_tokens
         self.context_limit = context_limit
+
+
+class UnsupportedInputError(BadRequestError):
+    """The server cannot take this kind of input (an image or audio for a text-only model, audio on a
+    route that has no audio part). ``kind`` names the input (``"image"``, ``"audio"``); the message says the
+    fix (e.g. start llama-server with ``--mmproj``). Refused before sending when the route has no format for
+    the kind (``status_code`` None), mapped from the engine's answer otherwise; never retried."""
+
+    def __init__(self, message: str, *, kind: str = "input", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.kind = kind
 
 
 class AuthenticationError(EngineError):

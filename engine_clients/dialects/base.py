@@ -29,6 +29,7 @@ from ..errors import (
     RateLimitError,
     StreamError,
     TimeoutError,
+    UnsupportedInputError,
 )
 from ..types import (
     Completion,
@@ -467,6 +468,35 @@ class Dialect:
         """(prompt tokens, limit) when the error says the context window was exceeded, else None."""
         return None
 
+    # (pattern over the error message, input kind or None to take it from the match's first group, fix)
+    unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = ()
+
+    def unsupported_input(
+        self, status: int, message: str, error_type: str | None, body: Any
+    ) -> UnsupportedInputError | None:
+        """The typed error when the engine says it cannot take an input kind (image, audio)."""
+        if status < 400:
+            return None
+        for pattern, kind, fix in self.unsupported_inputs:
+            m = pattern.search(message)
+            if m:
+                found = kind or m.group(1).lower()
+                return UnsupportedInputError(
+                    f"{message.rstrip('.')}. This server cannot take {found} input: {fix}",
+                    kind=found,
+                    status_code=status,
+                    engine=self.engine,
+                    error_type=error_type,
+                    body=body,
+                )
+        return None
+
+    def refuse_input(self, kind: str, where: str) -> UnsupportedInputError:
+        """A kind of input the route has no wire format for, refused before sending."""
+        return UnsupportedInputError(
+            f"{self.engine} takes no {kind} input on {where}", kind=kind, engine=self.engine
+        )
+
     def parse_error(self, status: int, body: bytes) -> EngineError:
         obj: Any = None
         text = body.decode("utf-8", "replace")
@@ -478,6 +508,9 @@ class Dialect:
         message, etype = self.error_fields(obj, text)
         if not body and status == 401:
             message = "unauthorized: missing or wrong API key"
+        unsupported = self.unsupported_input(status, message, etype, obj if obj is not None else _clip(text))
+        if unsupported is not None:
+            return unsupported
         return status_error(
             status,
             message,
@@ -497,6 +530,9 @@ class Dialect:
             if isinstance(code, int) and 400 <= code < 600:
                 status = code
         status = _EVENT_STATUS.get(etype or "", status)
+        unsupported = self.unsupported_input(status, message, etype, obj)
+        if unsupported is not None:
+            return unsupported
         return status_error(
             status,
             message,

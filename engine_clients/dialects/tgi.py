@@ -99,8 +99,17 @@ def inline_schema_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# router/src/validation.rs: ValidationError::UnsupportedModality, 422 "{0} modality is not supported by model"
+_TGI_MM_FIX = "serve a vision-language model (/info model_pipeline_tag image-text-to-text)"
+# router/src/lib.rs MessageChunk: the Messages API takes text and image_url parts only
+_TGI_PARTS = ("text", "image_url")
+
+
 class TGIDialect(OpenAICompatDialect):
     engine: ClassVar[str] = "tgi"
+    unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = (
+        (re.compile(r"\b(image|audio|video) modality is not supported", re.I), None, _TGI_MM_FIX),
+    )
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, "tool_prompt": "tool_prompt"}
     generate_params: ClassVar[Mapping[str, str]] = _GENERATE
     # TGI reads ``model`` as a LoRA adapter id: send it only when the caller set one per request.
@@ -117,6 +126,12 @@ class TGIDialect(OpenAICompatDialect):
     def encode_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for m in super().encode_messages(messages):  # past reasoning left out: TGI's Message has no field
+            content = m.get("content")
+            for part in content if isinstance(content, list) else ():
+                kind = part.get("type") if isinstance(part, Mapping) else None
+                if kind not in _TGI_PARTS:
+                    shown = "audio" if kind == "input_audio" else str(kind)
+                    raise self.refuse_input(shown, "its Messages API (text and image_url parts only)")
             if m.get("tool_calls"):
                 # TGI's message is content XOR tool_calls: text spoken before a call is dropped from history
                 m = {k: v for k, v in m.items() if k != "content"}
@@ -215,13 +230,22 @@ class TGIDialect(OpenAICompatDialect):
         self.check(isinstance(info, Mapping), "/info answer", info)
         max_in = info.get("max_input_tokens", info.get("max_input_length"))
         max_total = info.get("max_total_tokens")
+        total = max_total if isinstance(max_total, int) else None
+        tag = info.get("model_pipeline_tag")
         return EngineInfo(
             engine=self.engine,
             model=info.get("model_id"),
             version=info.get("version"),
             max_input_tokens=max_in if isinstance(max_in, int) else None,
-            max_total_tokens=max_total if isinstance(max_total, int) else None,
+            max_total_tokens=total,
             raw=dict(info),
+            # the Hub's pipeline tag: VLMs are image-text-to-text; the Messages API has no audio part
+            image_inputs=tag == "image-text-to-text" if isinstance(tag, str) else None,
+            audio_inputs=False,
+            tool_calling=True,  # TGI's router builds tool grammars itself, whatever the template
+            # grammar support can be turned off with --disable-grammar-support, which /info does not show
+            structured_output=None,
+            max_output_tokens=total - 1 if total else None,  # at least one prompt token
         )
 
     def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:

@@ -72,6 +72,7 @@ class _ClientState:
         self.aloop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
         self.discovered = discovered
         self.discovery_done = done
+        self.info: EngineInfo | None = None  # what the server reported (capabilities for ``profile``)
         # auto mode: the engine detected per base_url; copies made by model_copy share this state
         self.detected: dict[tuple[Any, ...], str] = dict(detected or {})
 
@@ -345,9 +346,23 @@ class EngineModelMixin(BaseModel):
                 self._discovery_failed(err)
         return self.model_name
 
+    def _engine_info(self) -> EngineInfo | None:
+        """The server's :class:`EngineInfo`, asked once; None while the server cannot be reached, a blank
+        one when it has no discovery route."""
+        state = self._state
+        if state.info is None:
+            try:
+                self._discovered(self.client.info())
+            except EngineError as err:
+                self._discovery_failed(err)
+                if state.discovery_done:
+                    state.info = EngineInfo(engine=self._known_engine() or "", model=None, version=None)
+        return state.info
+
     def _discovered(self, info: EngineInfo) -> None:
         self._state.discovered = info.model
         self._state.discovery_done = True
+        self._state.info = info
 
     def _discovery_failed(self, err: EngineError) -> None:
         # Not fatal: metadata falls back to what responses carry. A server that did not answer gets

@@ -23,6 +23,8 @@ from engine_clients import (
     Usage,
 )
 
+from .errors import InvalidRequestError
+
 __all__ = [
     "StreamConverter",
     "completion_metadata",
@@ -58,7 +60,10 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     ``ToolMessage`` as ``role: tool`` + ``tool_call_id``, standard image blocks as ``image_url`` parts, and
     an assistant turn's thinking as ``reasoning`` (the engine layer sends it in the engine's own field)."""
     messages = list(messages)
-    out: list[dict[str, Any]] = convert_to_openai_messages(messages, text_format="string")
+    try:  # standard image/audio blocks (base64 or url), image_url and input_audio become OpenAI parts
+        out: list[dict[str, Any]] = convert_to_openai_messages(messages, text_format="string")
+    except ValueError as exc:  # e.g. a block by file_id, which a self-hosted server cannot resolve
+        raise InvalidRequestError(f"cannot send this message content: {exc}") from None
     for original, m in zip(messages, out, strict=True):
         if m["role"] != "assistant":
             continue
@@ -117,6 +122,8 @@ def completion_metadata(completion: Completion, model_name: str | None) -> dict[
         meta["raw_finish_reason"] = completion.raw_finish_reason
     if completion.logprobs is not None:
         meta["logprobs"] = logprobs_payload(completion.logprobs)
+    if completion.timings is not None:  # seconds; see engine_clients.Timings
+        meta["timings"] = completion.timings.to_dict()
     return meta
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.base import OutputParserLike
@@ -30,13 +31,15 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
+from typing_extensions import Self
 
 from engine_clients import Completion, End, LlamaCppClient, TGIClient, VLLMClient
 
 from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
 from ._convert import StreamConverter, completion_to_message, to_openai_messages
 from ._params import LlamaCppParams, VLLMParams
+from ._profile import LazyProfile
 from .errors import translate_errors
 
 __all__ = ["ChatEngine", "ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
@@ -61,6 +64,16 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
     """Use the streaming route for ``invoke`` too (tokens reach callbacks as they arrive)."""
     stream_usage: bool = True
     """Attach ``usage_metadata`` to the last chunk of a stream."""
+
+    # -- profile: the server's capabilities, read on first use ----------------------------------------
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        return cast(ModelProfile, LazyProfile())
+
+    @model_validator(mode="after")
+    def _attach_profile(self) -> Self:
+        if isinstance(self.profile, LazyProfile):  # after langchain-core's own checks: no I/O while built
+            self.profile.attach(self._engine_info)
+        return self
 
     # -- identity / tracing --------------------------------------------------------------------------
     @property

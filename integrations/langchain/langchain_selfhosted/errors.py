@@ -44,6 +44,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "MediaTooLargeError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -65,6 +66,14 @@ class InvalidRequestError(ec.InvalidRequestError, ModelInvalidRequestError):
 
 class BadRequestError(ec.BadRequestError, ModelInvalidRequestError):
     """The engine refused the request (HTTP 400/422)."""
+
+
+class UnsupportedInputError(ec.UnsupportedInputError, ModelInvalidRequestError):
+    """The server cannot take this input kind (``kind``: image, audio); the message says the fix."""
+
+
+class MediaTooLargeError(ec.MediaTooLargeError, ModelInvalidRequestError):
+    """An image or audio item is over the client's ``max_media_bytes``; nothing was sent."""
 
 
 class ContextWindowExceededError(ec.ContextWindowExceededError, ContextOverflowError):
@@ -116,6 +125,8 @@ _MAP: dict[type[ec.EngineError], type[ec.EngineError]] = {
     ec.StreamTimeoutError: StreamTimeoutError,
     ec.StreamError: StreamError,
     ec.ContextWindowExceededError: ContextWindowExceededError,
+    ec.UnsupportedInputError: UnsupportedInputError,
+    ec.MediaTooLargeError: MediaTooLargeError,
     ec.BadRequestError: BadRequestError,
     ec.InvalidRequestError: InvalidRequestError,
     ec.PermissionDeniedError: PermissionDeniedError,

@@ -275,7 +275,9 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         "itself (completion_to_prompt) and complete() uses the native text route.",
     )
     is_function_calling_model: bool = Field(
-        default=True, description="Whether the server was started with tool calling enabled."
+        default=True,
+        description="Whether the server was started with tool calling enabled (unset: what the server "
+        "reports, where it says, e.g. llama.cpp's chat template capabilities; else True).",
     )
 
     _client: EngineClient | None = PrivateAttr(default=None)
@@ -491,9 +493,15 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
             context_window=self.context_window or _context_window(info, num_output),
             num_output=num_output,
             is_chat_model=self.is_chat_model,
-            is_function_calling_model=self.is_function_calling_model,
+            is_function_calling_model=self._function_calling(info),
             model_name=self.model or (info.model if info is not None else None) or "unknown",
         )
+
+    def _function_calling(self, info: EngineInfo | None) -> bool:
+        """The field when set; else what the server reported (llama.cpp: its chat template handles tools)."""
+        if "is_function_calling_model" in self.model_fields_set or info is None or info.tool_calling is None:
+            return self.is_function_calling_model
+        return info.tool_calling
 
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation events get: no credentials, and no server round trip (the

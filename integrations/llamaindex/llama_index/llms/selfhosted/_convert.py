@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (
+    AudioBlock,
     CachePoint,
     ChatMessage,
     ChatResponse,
@@ -71,15 +72,27 @@ def _arguments_str(args: Any) -> str:
 
 
 def _image_part(block: ImageBlock) -> dict[str, Any]:
-    if block.url is not None:
-        url = str(block.url)
-    else:
+    """Bytes as base64 data; a path or a URL as given (the engine layer reads local files, under its size
+    limit, and leaves http(s) URLs for the server to fetch)."""
+    if block.image is not None:
         data = block.resolve_image(as_base64=True).read().decode("ascii")
         url = f"data:{block.image_mimetype or 'image/png'};base64,{data}"
-    part: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
-    if block.detail:
+        part: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
+    elif block.path is not None:
+        part = {"type": "image", "path": str(block.path), "mime_type": block.image_mimetype}
+    else:
+        part = {"type": "image_url", "image_url": {"url": str(block.url)}}
+    if block.detail and part["type"] == "image_url":
         part["image_url"]["detail"] = block.detail
     return part
+
+
+def _audio_part(block: AudioBlock) -> dict[str, Any]:
+    if block.audio is not None:
+        data = block.resolve_audio(as_base64=True).read().decode("ascii")
+        return {"type": "audio", "base64": data, "format": block.format}
+    source = block.path if block.path is not None else block.url
+    return {"type": "audio", "path": str(source), "format": block.format}
 
 
 def _legacy_tool_call(tc: Any) -> dict[str, Any]:
@@ -102,7 +115,8 @@ def _legacy_tool_call(tc: Any) -> dict[str, Any]:
 def to_engine_message(message: ChatMessage) -> dict[str, Any]:
     """One LlamaIndex message as an OpenAI-style dict.
 
-    Text blocks are joined (as ``ChatMessage.content`` joins them); images become ``image_url`` parts;
+    Text blocks are joined (as ``ChatMessage.content`` joins them); images and audio become media parts
+    (``image_url`` / ``input_audio`` once the engine layer has read any local file);
     ``ToolCallBlock``s (or, for older producers, ``additional_kwargs["tool_calls"]``) become ``tool_calls``;
     a tool result's ``additional_kwargs["tool_call_id"]`` becomes ``tool_call_id``. An assistant turn's
     ``ThinkingBlock``s become ``reasoning`` (the engine layer sends it in the engine's own field, or leaves it
@@ -121,6 +135,9 @@ def to_engine_message(message: ChatMessage) -> dict[str, Any]:
         elif isinstance(block, ImageBlock):
             has_media = True
             parts.append(_image_part(block))
+        elif isinstance(block, AudioBlock):
+            has_media = True
+            parts.append(_audio_part(block))
         elif isinstance(block, ToolCallBlock):
             calls.append(
                 {
