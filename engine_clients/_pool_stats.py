@@ -49,7 +49,9 @@ class Percentiles:
 class ReplicaStats:
     """One replica. ``requests`` counts attempts routed to it (a failed-over request counts on each replica
     it tried); ``retries`` the retries its client made before giving up or succeeding; ``latency`` is each
-    successful attempt's duration, ``ttft`` a stream's time to its first token."""
+    successful attempt's duration, ``ttft`` a stream's time to its first token. ``cached_tokens_in`` counts
+    the prompt tokens the replica served from its prefix cache (cache hits, as the engine reports them in
+    ``usage``); ``cache_hits`` the successful attempts that reused any."""
 
     url: str
     engine: str | None
@@ -65,6 +67,8 @@ class ReplicaStats:
     tokens_out: int
     latency: Percentiles
     ttft: Percentiles
+    cached_tokens_in: int = 0
+    cache_hits: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,7 @@ class PoolStats:
     latency: Percentiles
     ttft: Percentiles
     replicas: tuple[ReplicaStats, ...]
+    cached_tokens_in: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +105,7 @@ class ReplicaCounters:
     def __init__(self, window: int) -> None:
         self.requests = self.successes = self.failures = self.retries = 0
         self.tokens_in = self.tokens_out = 0
+        self.cached_tokens_in = self.cache_hits = 0
         self.latency: deque[float] = deque(maxlen=window)
         self.ttft: deque[float] = deque(maxlen=window)
 
@@ -113,6 +119,9 @@ class ReplicaCounters:
             if usage is not None:
                 self.tokens_in += usage.prompt_tokens
                 self.tokens_out += usage.completion_tokens
+                if usage.cached_prompt_tokens:
+                    self.cached_tokens_in += usage.cached_prompt_tokens
+                    self.cache_hits += 1
         elif result != "cancel":
             self.failures += 1
 
@@ -141,6 +150,8 @@ class ReplicaCounters:
             tokens_out=self.tokens_out,
             latency=Percentiles.of(self.latency),
             ttft=Percentiles.of(self.ttft),
+            cached_tokens_in=self.cached_tokens_in,
+            cache_hits=self.cache_hits,
         )
 
 
@@ -188,6 +199,7 @@ class PoolCounters:
             latency=Percentiles.of(self.latency),
             ttft=Percentiles.of(self.ttft),
             replicas=replicas,
+            cached_tokens_in=sum(r.cached_tokens_in for r in replicas),
         )
 
 

@@ -38,6 +38,7 @@ from ..types import (
     Reasoning,
     Started,
     StreamEvent,
+    Timings,
     Token,
     TokenLogprob,
     ToolCall,
@@ -250,6 +251,7 @@ class StreamDecoder:
         self.logprobs: list[TokenLogprob] | None = None
         self.thoughts: list[str] = []  # reasoning pieces
         self.splitter: ThinkSplitter | None = None
+        self.tails: list[Any] = []  # the final events (usage, finish), where engines put their timings
 
     # -- subclasses --
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
@@ -362,6 +364,10 @@ class StreamDecoder:
             )
         )
 
+    def server_timings(self, headers: Mapping[str, str] | None) -> Timings:
+        """What the engine reported about this stream's timings (its final events and headers)."""
+        return self.dialect.parse_timings(self.tails, headers)
+
     @property
     def has_output(self) -> bool:
         return bool(self.parts or self.tools or self.thoughts)
@@ -442,6 +448,11 @@ class Dialect:
     def __init__(self, model: str | None = None, think_tags: ThinkTags | None = DEFAULT_THINK_TAGS) -> None:
         self.model = model
         self.think_tags = think_tags
+
+    def parse_timings(self, bodies: list[Any], headers: Mapping[str, str] | None) -> Timings:
+        """The timings an engine reported in an answer's body (or a stream's final events, ``bodies``) and
+        response ``headers``. None of them here; engines that report some override this. Never raises."""
+        return Timings()
 
     def think_splitter(self) -> ThinkSplitter | None:
         """A fresh ``<think>`` splitter for one chat answer, or None when ``think_tags`` is None."""

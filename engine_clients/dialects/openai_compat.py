@@ -316,6 +316,7 @@ class _OpenAIStreamDecoder(StreamDecoder):
             usage = obj.get("usage")
             if usage:
                 self.usage = parse_usage(usage)
+                self.tails.append(obj)
             choices = obj.get("choices")
             if choices:
                 choice = choices[0]
@@ -326,6 +327,8 @@ class _OpenAIStreamDecoder(StreamDecoder):
                 if fr:
                     self.raw_finish = str(fr)
                     self.finished = True
+                    if not usage:
+                        self.tails.append(obj)
             return out
         except EngineError:
             raise

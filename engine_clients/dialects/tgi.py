@@ -30,6 +30,7 @@ from ..types import (
     Regex,
     ResponseFormat,
     StreamEvent,
+    Timings,
     TokenInfo,
     TokenLogprob,
     Tool,
@@ -221,6 +222,39 @@ class TGIDialect(OpenAICompatDialect):
     def generate_stream_decoder(self) -> StreamDecoder:
         return GenerateStreamDecoder(self, self.model)
 
+    def parse_timings(self, bodies: list[Any], headers: Mapping[str, str] | None) -> Timings:
+        """router/src/server.rs: non-streamed answers carry ``x-compute-time`` (seconds) and
+        ``x-total-time``, ``x-validation-time``, ``x-queue-time``, ``x-inference-time``,
+        ``x-time-per-token`` (whole milliseconds), ``x-prompt-tokens``, ``x-generated-tokens``; streams only
+        ``x-compute-type``/``x-compute-characters``. ``/generate`` details add ``generated_tokens``, ``seed``
+        and ``prefill`` (``input_length`` in streams)."""
+        t = Timings()
+        raw = t.server
+        for name in _TGI_TIME_HEADERS if headers else ():
+            value = _number(headers.get(name)) if headers is not None else None
+            if value is not None:
+                raw[name] = value
+        for body in bodies:
+            if isinstance(body, list) and len(body) == 1:
+                body = body[0]
+            details = body.get("details") if isinstance(body, Mapping) else None
+            if isinstance(details, Mapping):
+                for key in ("generated_tokens", "seed", "input_length"):
+                    if isinstance(details.get(key), int):
+                        raw[key] = details[key]
+                if isinstance(details.get("prefill"), list):
+                    raw["prefill_tokens"] = len(details["prefill"])
+        ms = {k: raw[k] / 1000 for k in _TGI_MS_HEADERS if k in raw}
+        t.server_queue_time = ms.get("x-queue-time")
+        t.server_generation_time = ms.get("x-inference-time")
+        t.server_total_time = ms.get("x-total-time", raw.get("x-compute-time"))
+        generated, inference = raw.get("x-generated-tokens"), ms.get("x-inference-time")
+        if generated and inference:
+            t.server_tokens_per_second = generated / inference
+        elif ms.get("x-time-per-token"):
+            t.server_tokens_per_second = 1 / ms["x-time-per-token"]
+        return t
+
     # -- discovery --
     def info_requests(self) -> list[HttpRequest]:
         return [HttpRequest("GET", "/info")]
@@ -254,6 +288,30 @@ class TGIDialect(OpenAICompatDialect):
     def parse_tokenize(self, body: Any) -> list[TokenInfo]:
         self.check(isinstance(body, list), "tokenize answer", body)
         return [TokenInfo(int(t["id"]), t.get("text")) for t in body if isinstance(t, Mapping)]
+
+
+_TGI_MS_HEADERS = (
+    "x-total-time",
+    "x-validation-time",
+    "x-queue-time",
+    "x-inference-time",
+    "x-time-per-token",
+)
+_TGI_TIME_HEADERS = ("x-compute-time", *_TGI_MS_HEADERS, "x-prompt-tokens", "x-generated-tokens")
+
+
+def _number(value: str | None) -> float | int | None:
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        f = float(value)
+    except ValueError:
+        return None
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
 def _tgi_token(t: Mapping[str, Any]) -> TokenLogprob:
@@ -307,6 +365,7 @@ class GenerateStreamDecoder(StreamDecoder):
                         out, text, tid if isinstance(tid, int) else None, _float(tok.get("logprob")), top
                     )
             if obj.get("generated_text") is not None:
+                self.tails.append(obj)
                 details = obj.get("details")
                 if not isinstance(details, Mapping):
                     details = {}

@@ -39,6 +39,8 @@ def _info(completion: Completion, model_name: str | None) -> dict[str, Any]:
         info["token_usage"] = dataclasses.asdict(completion.usage)
     if completion.logprobs is not None:
         info["logprobs"] = logprobs_payload(completion.logprobs)
+    if completion.timings is not None:
+        info["timings"] = completion.timings.to_dict()
     return info
 
 

@@ -199,10 +199,23 @@ def usage_kwargs(usage: Usage | None) -> dict[str, int]:
     return out
 
 
+def result_kwargs(completion: Completion) -> dict[str, Any]:
+    """A whole answer's ``additional_kwargs``: the usage counts, and ``timings`` (seconds, the known
+    figures only; see ``engine_clients.Timings``)."""
+    out: dict[str, Any] = usage_kwargs(completion.usage)
+    if completion.timings is not None:
+        out["timings"] = completion.timings.to_dict()
+    return out
+
+
 def _raw(completion: Completion) -> dict[str, Any]:
     """``raw``: the engine result as a plain dict. ``raw["usage"]`` is what TokenCountingHandler reads (it
-    falls back to ``additional_kwargs`` when ``raw["usage"]`` is None)."""
-    return dataclasses.asdict(completion)
+    falls back to ``additional_kwargs`` when ``raw["usage"]`` is None); ``raw["timings"]`` holds the known
+    timing figures, as in ``additional_kwargs``."""
+    raw = dataclasses.asdict(completion)
+    if completion.timings is not None:
+        raw["timings"] = completion.timings.to_dict()
+    return raw
 
 
 def _logprob_row(token: str, logprob: float | None, tops: Sequence[TopLogprob] | None) -> list[LogProb]:
@@ -274,7 +287,7 @@ def chat_response(completion: Completion, *, delta: str | None = None) -> ChatRe
         raw=_raw(completion),
         delta=delta,
         logprobs=_logprobs(completion),
-        additional_kwargs=usage_kwargs(completion.usage),
+        additional_kwargs=result_kwargs(completion),
     )
 
 
@@ -284,7 +297,7 @@ def completion_response(completion: Completion, *, delta: str | None = None) -> 
         raw=_raw(completion),
         delta=delta,
         logprobs=_logprobs(completion),
-        additional_kwargs=usage_kwargs(completion.usage),
+        additional_kwargs=result_kwargs(completion),
     )
 
 
