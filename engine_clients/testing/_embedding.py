@@ -194,17 +194,20 @@ def start_vllm_pooling_server(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     log_path: Path | str | None = None,
-    ready_timeout: float = 300.0,
+    ready_timeout: float = 600.0,
 ) -> EngineServer:
-    """vLLM (CPU) with :func:`scripted_hf_embed_model` on the pooling runner (``--runner pooling``), no tool
-    parser: ``/v1/embeddings`` (also ``/pooling``), and bi-encoder scoring on ``/score``, ``/rerank``,
-    ``/v1/rerank``."""
+    """vLLM (CPU) with :func:`scripted_hf_embed_model` on the pooling runner (``--runner pooling --convert
+    embed``; mean pooling and normalisation come from the model's sentence-transformers files), no tool
+    parser. One pooling task per server: ``embed`` gives ``/v1/embeddings``, ``/v2/embed`` (Cohere),
+    ``/pooling`` and bi-encoder scoring (cosine of the embeddings) on ``/score``, ``/v1/score``,
+    ``/rerank``, ``/v1/rerank``, ``/v2/rerank``; no generation routes. Starts in 35-60 s on 2 idle cores
+    (minutes when the machine is busy), hence the 600 s default ``ready_timeout``."""
     return start_vllm_server(
         scripted_hf_embed_model(),
         served_model_name=served_model_name,
         max_model_len=max_model_len,
         tool_call_parser=None,
-        extra_args=["--runner", "pooling", *extra_args],
+        extra_args=["--runner", "pooling", "--convert", "embed", *extra_args],
         env=env,
         log_path=log_path,
         ready_timeout=ready_timeout,

@@ -292,3 +292,145 @@ def test_llama_rerank_errors(llama_rerank_server: EngineServer) -> None:
     assert error["message"] == '"query" must be provided'
     error = _error(llama_rerank_server, "/v1/rerank", {"query": ["paris"], "documents": DOCUMENTS}, 400)
     assert error["message"] == '"query" must be a string'
+
+
+# --- vLLM --runner pooling (bi-encoder) -----------------------------------------------------------------------
+# vLLM on 2 busy cores can take minutes to start: the first test that needs the server pays for it.
+vllm_startup = pytest.mark.timeout(900)
+
+
+@vllm_startup
+def test_vllm_embeddings_openai_shape(vllm_pooling_server: EngineServer) -> None:
+    body = _ok(vllm_pooling_server, "/v1/embeddings", {"model": vllm_pooling_server.model, "input": QUERY})
+    assert {"id", "object", "created", "model", "data", "usage"} <= set(body)
+    assert body["id"].startswith("embd-")
+    assert body["object"] == "list"
+    assert body["model"] == vllm_pooling_server.model
+    # no special tokens around a text: two words, two tokens
+    assert body["usage"]["prompt_tokens"] == 2
+    assert body["usage"]["total_tokens"] == 2
+    [item] = body["data"]
+    assert set(item) == {"index", "object", "embedding"}
+    assert item["object"] == "embedding"
+    vector = item["embedding"]
+    assert len(vector) == N_EMBD
+    assert _norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert sorted(x for x in vector if abs(x) > 1e-6) == pytest.approx([math.sqrt(0.5)] * 2, abs=1e-5)
+    # the model may be left out; a wrong one is a 404
+    assert _ok(vllm_pooling_server, "/v1/embeddings", {"input": QUERY})["model"] == vllm_pooling_server.model
+    error = _error(vllm_pooling_server, "/v1/embeddings", {"model": "other", "input": QUERY}, 404)
+    assert error == {
+        "message": "The model `other` does not exist.",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
+    }
+
+
+@vllm_startup
+def test_vllm_embeddings_match_llama_and_keep_order(vllm_pooling_server: EngineServer) -> None:
+    texts = ["paris weather", "python code", "weather in paris", "the cat", "cat"]
+    body = _ok(vllm_pooling_server, "/v1/embeddings", {"model": vllm_pooling_server.model, "input": texts})
+    assert [item["index"] for item in body["data"]] == list(range(len(texts)))
+    assert body["usage"]["prompt_tokens"] == sum(len(t.split()) for t in texts)
+    vectors = [item["embedding"] for item in body["data"]]
+    # the same vocabulary and token ids as the GGUF: the same bag-of-words vectors
+    for text, vector in zip(texts, vectors, strict=True):
+        ids = [i for i, x in enumerate(vector) if abs(x) > 1e-6]
+        assert len(ids) == len(set(text.split())), text
+    assert _cos(vectors[0], vectors[2]) == pytest.approx(2 / math.sqrt(6), abs=1e-4)
+    assert _cos(vectors[0], vectors[1]) == pytest.approx(0.0, abs=1e-6)
+    retrieval = _embeddings(vllm_pooling_server, [QUERY, *DOCUMENTS])
+    scores = [_cos(retrieval[0], v) for v in retrieval[1:]]
+    assert scores == pytest.approx([_bag_cos(QUERY, d) for d in DOCUMENTS], abs=1e-4)
+    assert max(range(len(scores)), key=scores.__getitem__) == BEST
+
+
+@vllm_startup
+def test_vllm_embeddings_base64_and_pooling_route(vllm_pooling_server: EngineServer) -> None:
+    [floats] = _embeddings(vllm_pooling_server, [QUERY])
+    body = _ok(vllm_pooling_server, "/v1/embeddings", {"input": QUERY, "encoding_format": "base64"})
+    [item] = body["data"]
+    assert set(item) == {"index", "object", "embedding"}  # no encoding_format echo (llama.cpp has one)
+    decoded = list(struct.unpack(f"<{N_EMBD}f", base64.b64decode(item["embedding"])))
+    assert decoded == pytest.approx(floats, abs=1e-7)
+    pooled = _ok(vllm_pooling_server, "/pooling", {"input": QUERY})
+    assert pooled["id"].startswith("pooling-")
+    [item] = pooled["data"]
+    assert item["object"] == "pooling"
+    assert item["data"] == pytest.approx(floats, abs=1e-6)
+
+
+@vllm_startup
+def test_vllm_score_is_cosine(vllm_pooling_server: EngineServer) -> None:
+    expected = [_bag_cos(QUERY, d) for d in DOCUMENTS]
+    for body in [
+        {"text_1": QUERY, "text_2": DOCUMENTS},
+        {"queries": QUERY, "documents": DOCUMENTS},
+        {"data_1": QUERY, "data_2": DOCUMENTS},
+    ]:
+        answer = _ok(vllm_pooling_server, "/score", {"model": vllm_pooling_server.model, **body})
+        assert {"id", "object", "created", "model", "data", "usage"} <= set(answer)
+        assert answer["id"].startswith("score-")
+        assert answer["object"] == "list"
+        assert [d["index"] for d in answer["data"]] == list(
+            range(len(DOCUMENTS))
+        )  # request order, not sorted
+        assert all(d["object"] == "score" for d in answer["data"])
+        assert [d["score"] for d in answer["data"]] == pytest.approx(expected, abs=1e-4)
+        # the query is embedded once: 2 tokens + every document's words
+        assert answer["usage"]["prompt_tokens"] == 2 + sum(len(d.split()) for d in DOCUMENTS)
+    one = _ok(vllm_pooling_server, "/v1/score", {"text_1": QUERY, "text_2": "weather in paris"})
+    assert one["data"][0]["score"] == pytest.approx(2 / math.sqrt(6), abs=1e-4)
+
+
+@vllm_startup
+def test_vllm_rerank_jina_shape(vllm_pooling_server: EngineServer) -> None:
+    body = _ok(
+        vllm_pooling_server,
+        "/rerank",
+        {"model": vllm_pooling_server.model, "query": QUERY, "documents": DOCUMENTS},
+    )
+    assert set(body) == {"id", "model", "usage", "results"}
+    assert body["id"].startswith("score-")
+    tokens = 2 + sum(len(d.split()) for d in DOCUMENTS)
+    assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    results = body["results"]
+    assert all(set(r) == {"index", "document", "relevance_score"} for r in results)
+    assert all(r["document"] == {"text": DOCUMENTS[r["index"]], "multi_modal": None} for r in results)
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert results[0]["index"] == BEST
+    assert scores == pytest.approx(sorted((_bag_cos(QUERY, d) for d in DOCUMENTS), reverse=True), abs=1e-4)
+    for path in ["/v1/rerank", "/v2/rerank"]:
+        again = _ok(vllm_pooling_server, path, {"query": QUERY, "documents": DOCUMENTS})
+        assert [r["index"] for r in again["results"][:1]] == [BEST], path
+    top2 = _ok(vllm_pooling_server, "/v1/rerank", {"query": QUERY, "documents": DOCUMENTS, "top_n": 2})
+    assert top2["results"] == results[:2]
+
+
+@vllm_startup
+def test_vllm_pooling_server_errors(vllm_pooling_server: EngineServer) -> None:
+    error = _error(vllm_pooling_server, "/v1/embeddings", {"input": ""}, 400)
+    assert error["type"] == "BadRequestError"
+    assert error["message"] == "The decoder prompt cannot be empty"
+    error = _error(vllm_pooling_server, "/v1/embeddings", {"input": QUERY, "dimensions": 8}, 400)
+    assert "does not support Matryoshka" in error["message"]
+    error = _error(vllm_pooling_server, "/v1/rerank", {"query": QUERY, "documents": []}, 400)
+    assert error["message"] == "At least one text_pair element must be given"
+    # one pooling task per server: no generation, no classification routes
+    for path in ["/v1/chat/completions", "/v1/completions", "/classify"]:
+        response = _post(vllm_pooling_server, path, {"model": vllm_pooling_server.model, "prompt": "hi"})
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not Found"}
+
+
+@vllm_startup
+def test_vllm_cohere_embed(vllm_pooling_server: EngineServer) -> None:
+    [floats] = _embeddings(vllm_pooling_server, [QUERY])
+    body = _ok(vllm_pooling_server, "/v2/embed", {"model": vllm_pooling_server.model, "texts": [QUERY]})
+    assert body["response_type"] == "embeddings_by_type"
+    assert body["embeddings"]["float"][0] == pytest.approx(floats, abs=1e-6)
+    # input_type needs task instructions the model does not define
+    error = _error(vllm_pooling_server, "/v2/embed", {"texts": [QUERY], "input_type": "search_query"}, 400)
+    assert "Unsupported input_type" in error["message"]
