@@ -11,7 +11,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.bench-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ bench/requirements.txt -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install -q -e . -e integrations/langchain -e integrations/llamaindex -r bench/requirements.txt
+    "$VENV/bin/python" -m pip install -q -e . -e integrations/langchain -e integrations/llamaindex \
+        -e integrations/llamaindex/embeddings -e integrations/llamaindex/postprocessor -r bench/requirements.txt
     touch "$stamp"
 fi
 exec "$VENV/bin/python" -m bench "$@"

@@ -1,6 +1,7 @@
 """CI check of the three distributions as a user installs them.
 
-Builds the wheels of llm-engine-clients, langchain-selfhosted and llama-index-llms-selfhosted, installs them
+Builds the wheels of llm-engine-clients, langchain-selfhosted, llama-index-llms-selfhosted,
+llama-index-embeddings-selfhosted and llama-index-postprocessor-selfhosted-rerank, installs them
 into a new virtual environment (no editable paths, no repository on sys.path), and then:
 
 * imports every public name of each package from a working directory that holds its own top-level
@@ -21,7 +22,13 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECTS = [ROOT, ROOT / "integrations" / "langchain", ROOT / "integrations" / "llamaindex"]
+PROJECTS = [
+    ROOT,
+    ROOT / "integrations" / "langchain",
+    ROOT / "integrations" / "llamaindex",
+    ROOT / "integrations" / "llamaindex" / "embeddings",
+    ROOT / "integrations" / "llamaindex" / "postprocessor",
+]
 
 PROBE = textwrap.dedent(
     """
@@ -31,8 +38,11 @@ PROBE = textwrap.dedent(
     expected = {
         "engine_clients": None,
         "langchain_selfhosted": ["ChatTGI", "ChatVLLM", "ChatLlamaCpp", "ChatEngine",
-                                 "TGILLM", "VLLMLLM", "LlamaCppLLM", "EngineTextLLM"],
+                                 "TGILLM", "VLLMLLM", "LlamaCppLLM", "EngineTextLLM",
+                                 "LlamaCppEmbeddings", "VLLMEmbeddings", "TEIEmbeddings", "SelfHostedRerank"],
         "llama_index.llms.selfhosted": ["TGI", "VLLM", "LlamaCpp", "EngineLLM"],
+        "llama_index.embeddings.selfhosted": ["LlamaCppEmbedding", "VLLMEmbedding", "TEIEmbedding"],
+        "llama_index.postprocessor.selfhosted_rerank": ["SelfHostedRerank"],
     }
     for name, required in expected.items():
         module = importlib.import_module(name)

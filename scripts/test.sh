@@ -7,7 +7,8 @@ PYTHON=${PYTHON:-python3}
 start=$(date +%s)
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]" -e integrations/langchain -e integrations/llamaindex
+.venv/bin/python -m pip install -q -e ".[dev]" -e integrations/langchain -e integrations/llamaindex \
+    -e integrations/llamaindex/embeddings -e integrations/llamaindex/postprocessor
 echo "== project installed ($(( $(date +%s) - start )) s)"
 .venv/bin/python scripts/check_wheels.py
 echo "== wheels built and checked in a clean venv ($(( $(date +%s) - start )) s)"

@@ -110,7 +110,9 @@ def test_retrieval_chain_on_real_servers(
     retrieval, answer = _rag_chain(llama_embed_server, llama_rerank_server, llama_server)
     found = retrieval.invoke(QUERY)
     # the vector store finds the two-keyword document first, the reranker keeps it on top with its score
-    assert [d.page_content for d in found["docs"]] == ["weather in paris today", "paris travel guide"]
+    contents = [d.page_content for d in found["docs"]]
+    assert contents[0] == "weather in paris today"
+    assert contents[1] in ("paris travel guide", "berlin weather forecast")  # one shared keyword each: a tie
     assert found["docs"][0].metadata["i"] == 1
     assert found["docs"][0].metadata["relevance_score"] > found["docs"][1].metadata["relevance_score"]
     text = answer.invoke(found)
