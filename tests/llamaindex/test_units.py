@@ -18,6 +18,7 @@ from llama_index.core.base.llms.types import (
     AudioBlock,
     ChatMessage,
     ChatResponse,
+    DocumentBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
@@ -138,6 +139,18 @@ def test_context_window(max_input: int | None, max_total: int | None, num_output
     assert _context_window(info, num_output) == expected
 
 
+def test_function_calling_flag_follows_the_server_unless_set() -> None:
+    """llama.cpp says whether its chat template handles tools; an explicit field value wins."""
+    props = {"default_generation_settings": {"n_ctx": 4096}, "chat_template_caps": {"supports_tool_calls": False}}
+    with respx.mock(assert_all_mocked=True) as router:
+        router.get(f"{URL}/v1/models").respond(json={"data": [{"id": "m"}]})
+        router.get(f"{URL}/props").respond(json=props)
+        meta = LlamaCpp(URL).metadata
+        assert meta.is_function_calling_model is False
+        assert meta.context_window == 4096
+        assert LlamaCpp(URL, is_function_calling_model=True).metadata.is_function_calling_model is True
+
+
 # ---- request arguments -----------------------------------------------------------------------------------
 
 
@@ -209,8 +222,31 @@ def test_images_become_content_parts() -> None:
 
 
 def test_unsupported_blocks_are_refused() -> None:
-    with pytest.raises(ValueError, match="AudioBlock"):
-        to_engine_message(ChatMessage(role="user", blocks=[AudioBlock(audio=b"x", format="wav")]))
+    with pytest.raises(ValueError, match="DocumentBlock"):
+        to_engine_message(ChatMessage(role="user", blocks=[DocumentBlock(data=b"%PDF-1.4")]))
+
+
+def test_audio_and_path_blocks_become_media_parts(tmp_path: Any) -> None:
+    """Bytes are encoded here; paths go to the engine layer, which reads them under its size limit."""
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG")
+    msg = ChatMessage(
+        role="user",
+        blocks=[
+            AudioBlock(audio=b"RIFF\x00", format="wav"),
+            ImageBlock(path=png),
+            AudioBlock(path=png, format="mp3"),
+        ],
+    )
+    content = to_engine_message(msg)["content"]
+    assert content[0] == {"type": "audio", "base64": "UklGRgA=", "format": "wav"}
+    assert content[1] == {"type": "image", "path": str(png), "mime_type": "image/png"}
+    assert content[2] == {"type": "audio", "path": str(png), "format": "mp3"}
+    wire = VLLMClient(URL).build_chat([to_engine_message(msg)]).json
+    parts = wire["messages"][0]["content"]
+    assert parts[0] == {"type": "input_audio", "input_audio": {"data": "UklGRgA=", "format": "wav"}}
+    assert parts[1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}}
+    assert parts[2] == {"type": "input_audio", "input_audio": {"data": "iVBORw==", "format": "mp3"}}
 
 
 def test_assistant_tool_calls_and_tool_results() -> None:

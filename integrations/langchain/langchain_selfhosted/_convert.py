@@ -62,8 +62,8 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     messages = list(messages)
     try:  # standard image/audio blocks (base64 or url), image_url and input_audio become OpenAI parts
         out: list[dict[str, Any]] = convert_to_openai_messages(messages, text_format="string")
-    except ValueError as exc:  # e.g. a block by file_id, which a self-hosted server cannot resolve
-        raise InvalidRequestError(f"cannot send this message content: {exc}") from None
+    except (ValueError, KeyError) as exc:  # a block by file_id (no server-side files), one missing mime_type
+        raise InvalidRequestError(f"cannot send this message content: {exc!r}") from None
     for original, m in zip(messages, out, strict=True):
         if m["role"] != "assistant":
             continue
