@@ -3,6 +3,8 @@
 Each engine has a discovery route the others lack, so a few short GETs settle it:
 
 * TGI: ``GET /info`` answers ``model_id`` with ``router`` / ``max_total_tokens`` (TGI has no ``/version``);
+* text-embeddings-inference: ``GET /info`` answers ``model_id`` with ``model_type`` (``embedding``,
+  ``reranker`` or ``classifier``) and ``max_client_batch_size``;
 * vLLM: ``GET /version`` answers ``{"version": ...}`` and ``GET /v1/models`` lists models with
   ``owned_by: "vllm"`` and ``max_model_len``;
 * llama.cpp: ``GET /props`` answers ``default_generation_settings`` / ``build_info``; ``/v1/models`` entries
@@ -25,7 +27,7 @@ import httpx
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-from ._clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
+from ._clients import BaseClient, LlamaCppClient, TEIClient, TGIClient, VLLMClient
 from .errors import EngineError, EngineUnavailableError, InvalidRequestError
 
 __all__ = [
@@ -38,7 +40,12 @@ __all__ = [
     "detect_engine",
 ]
 
-ENGINES: dict[str, type[BaseClient]] = {"tgi": TGIClient, "vllm": VLLMClient, "llamacpp": LlamaCppClient}
+ENGINES: dict[str, type[BaseClient]] = {
+    "tgi": TGIClient,
+    "vllm": VLLMClient,
+    "llamacpp": LlamaCppClient,
+    "tei": TEIClient,
+}
 _ALIASES = {
     "tgi": "tgi",
     "text-generation-inference": "tgi",
@@ -48,6 +55,8 @@ _ALIASES = {
     "llama-cpp": "llamacpp",
     "llama_cpp": "llamacpp",
     "llama-server": "llamacpp",
+    "tei": "tei",
+    "text-embeddings-inference": "tei",
 }
 PROBE_TIMEOUT = 3.0
 # In the order the sync path asks them; it stops as soon as the answers are conclusive.
@@ -100,6 +109,10 @@ class _Evidence:
             return
         if path == "/info":
             if isinstance(body.get("model_id"), str) and (
+                "model_type" in body and "max_client_batch_size" in body
+            ):
+                self.found = "tei"
+            elif isinstance(body.get("model_id"), str) and (
                 "router" in body or "max_total_tokens" in body or "max_input_tokens" in body
             ):
                 self.found = "tgi"
@@ -162,7 +175,7 @@ def _conclude(base_url: str, ev: _Evidence) -> str:
     if not ev.reached:
         raise EngineUnavailableError(f"no server answered at {base_url} while detecting its engine ({seen})")
     raise EngineDetectionError(
-        f"could not tell which engine serves {base_url} ({seen}); pass engine='tgi'|'vllm'|'llamacpp'",
+        f"could not tell which engine serves {base_url} ({seen}); pass engine='tgi'|'vllm'|'llamacpp'|'tei'",
         observed=ev.observed,
     )
 

@@ -290,3 +290,16 @@ def test_bad_arguments() -> None:
         assert client.rerank("q", ["a"], top_n=0).results == []
         assert client.embed([], batch_size=4).vectors == []
     assert issubclass(ContextWindowExceededError, EngineError)
+
+
+def test_connect_detects_tei() -> None:
+    from engine_clients import client_class, connect
+
+    with respx.mock(base_url=URL, assert_all_called=False) as mock:
+        mock.get("/info").respond(json=INFO)
+        mock.get("/props").respond(404)
+        mock.get("/version").respond(404)
+        mock.get("/v1/models").respond(404)
+        client = connect(URL)
+    assert isinstance(client, TEIClient)
+    assert client_class("text-embeddings-inference") is TEIClient
