@@ -31,9 +31,11 @@ from typing import ClassVar, Literal
 
 from .errors import InvalidRequestError
 
-__all__ = ["AffinityKind", "SessionAffinity", "SessionRouting"]
+__all__ = ["AffinityKind", "OnHeaders", "SessionAffinity", "SessionRouting"]
 
 AffinityKind = Literal["header", "cookie"]
+OnHeaders = Callable[[Iterable[tuple[str, str]]], None]
+"""Called with a response's headers (name, value pairs, repeated names kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,17 +109,17 @@ class SessionRouting:
         with self._lock:
             return self._cookies.get(session_id)
 
-    def request_kwargs(self, session_id: str | None) -> dict[str, object]:
-        """Keyword arguments for the transport: extra ``headers``, and for cookie routers ``on_headers``
-        (which files the router's ``Set-Cookie`` under this session). Empty without a session."""
+    def route(self, session_id: str | None) -> tuple[dict[str, str] | None, OnHeaders | None]:
+        """For the transport: the extra request headers, and for cookie routers a callback that files the
+        router's ``Set-Cookie`` under this session. ``(None, None)`` without a session."""
         if session_id is None:
-            return {}
+            return None, None
         sid = _check_session_id(session_id)
         if self.affinity.kind == "header":
-            return {"headers": self.affinity.headers(sid)}
-        return {"headers": self.affinity.headers(sid, self.cookie(sid)), "on_headers": self._observer(sid)}
+            return self.affinity.headers(sid), None
+        return self.affinity.headers(sid, self.cookie(sid)), self._observer(sid)
 
-    def _observer(self, session_id: str) -> Callable[[Iterable[tuple[str, str]]], None]:
+    def _observer(self, session_id: str) -> OnHeaders:
         def observe(headers: Iterable[tuple[str, str]]) -> None:
             value = self._from_set_cookie(v for k, v in headers if k.lower() == "set-cookie")
             if value is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from .types import StreamEvent
 __all__ = ["AsyncTransport", "SyncTransport", "Timeouts"]
 
 MAX_RETRY_WAIT = 30.0
+OnHeaders = Callable[[Iterable[tuple[str, str]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,10 @@ class _Base:
     def _url(self, path: str) -> str:
         return self.base_url + path
 
+    def _with(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """The client's headers plus a request's own (a router's session header or cookie)."""
+        return self._headers if not headers else {**self._headers, **headers}
+
     def _status_error(self, response: httpx.Response, body: bytes) -> EngineError:
         err = self._parse_error(response.status_code, body)
         err.retry_after = parse_retry_after(response.headers)
@@ -200,17 +205,28 @@ class SyncTransport(_Base):
         if self._owns:
             self.client.close()
 
-    def request(self, req: HttpRequest, *, retries: int | None = None, timeout: float | None = None) -> Any:
-        """Send a non-streamed request; returns the decoded JSON body (None when empty)."""
+    def request(
+        self,
+        req: HttpRequest,
+        *,
+        retries: int | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_headers: OnHeaders | None = None,
+    ) -> Any:
+        """Send a non-streamed request; returns the decoded JSON body (None when empty). ``headers`` are
+        added to the client's; ``on_headers`` sees each response's headers (e.g. a router's cookie)."""
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
         for attempt in _tenacity().Retrying(**self._retry_kwargs(retries)):
             with attempt:
                 try:
                     response = self.client.request(
-                        req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=t
+                        req.method, self._url(req.path), json=req.json, headers=self._with(headers), timeout=t
                     )
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if on_headers is not None:
+                    on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
                     raise self._status_error(response, response.content)
                 return self._decode_json(response)
@@ -221,9 +237,15 @@ class SyncTransport(_Base):
         response = self.client.get(self._url(path), headers=self._headers, timeout=timeout)
         return response.status_code
 
-    def _open(self, req: HttpRequest) -> httpx.Response:
+    def _open(
+        self, req: HttpRequest, headers: Mapping[str, str] | None, on_headers: OnHeaders | None
+    ) -> httpx.Response:
         request = self.client.build_request(
-            req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=self._t_stream
+            req.method,
+            self._url(req.path),
+            json=req.json,
+            headers=self._with(headers),
+            timeout=self._t_stream,
         )
         for attempt in _tenacity().Retrying(**self._retry_kwargs(None)):
             with attempt:
@@ -231,6 +253,8 @@ class SyncTransport(_Base):
                     response = self.client.send(request, stream=True)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if on_headers is not None:
+                    on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
                     try:
                         body = response.read()
@@ -242,9 +266,16 @@ class SyncTransport(_Base):
                 return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def stream(self, req: HttpRequest, decoder: StreamDecoder) -> Iterator[StreamEvent]:
+    def stream(
+        self,
+        req: HttpRequest,
+        decoder: StreamDecoder,
+        *,
+        headers: Mapping[str, str] | None = None,
+        on_headers: OnHeaders | None = None,
+    ) -> Iterator[StreamEvent]:
         """Yield typed events; raises typed errors, and StreamError (with partial output) on a cut stream."""
-        response = self._open(req)
+        response = self._open(req, headers, on_headers)
         sse = SSEDecoder(self._max_event, self._max_stream)
         try:
             chunks = response.iter_bytes()
@@ -279,17 +310,25 @@ class AsyncTransport(_Base):
             await self.client.aclose()
 
     async def request(
-        self, req: HttpRequest, *, retries: int | None = None, timeout: float | None = None
+        self,
+        req: HttpRequest,
+        *,
+        retries: int | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_headers: OnHeaders | None = None,
     ) -> Any:
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
         async for attempt in _tenacity().AsyncRetrying(**self._retry_kwargs(retries)):
             with attempt:
                 try:
                     response = await self.client.request(
-                        req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=t
+                        req.method, self._url(req.path), json=req.json, headers=self._with(headers), timeout=t
                     )
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if on_headers is not None:
+                    on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
                     raise self._status_error(response, response.content)
                 return self._decode_json(response)
@@ -299,9 +338,15 @@ class AsyncTransport(_Base):
         response = await self.client.get(self._url(path), headers=self._headers, timeout=timeout)
         return response.status_code
 
-    async def _open(self, req: HttpRequest) -> httpx.Response:
+    async def _open(
+        self, req: HttpRequest, headers: Mapping[str, str] | None, on_headers: OnHeaders | None
+    ) -> httpx.Response:
         request = self.client.build_request(
-            req.method, self._url(req.path), json=req.json, headers=self._headers, timeout=self._t_stream
+            req.method,
+            self._url(req.path),
+            json=req.json,
+            headers=self._with(headers),
+            timeout=self._t_stream,
         )
         async for attempt in _tenacity().AsyncRetrying(**self._retry_kwargs(None)):
             with attempt:
@@ -309,6 +354,8 @@ class AsyncTransport(_Base):
                     response = await self.client.send(request, stream=True)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if on_headers is not None:
+                    on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
                     try:
                         body = await response.aread()
@@ -320,8 +367,15 @@ class AsyncTransport(_Base):
                 return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def stream(self, req: HttpRequest, decoder: StreamDecoder) -> AsyncIterator[StreamEvent]:
-        response = await self._open(req)
+    async def stream(
+        self,
+        req: HttpRequest,
+        decoder: StreamDecoder,
+        *,
+        headers: Mapping[str, str] | None = None,
+        on_headers: OnHeaders | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        response = await self._open(req, headers, on_headers)
         sse = SSEDecoder(self._max_event, self._max_stream)
         try:
             chunks = response.aiter_bytes()
