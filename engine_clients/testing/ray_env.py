@@ -136,6 +136,10 @@ def run_ray_job(
         _kill_group(proc.pid)
         out, err = proc.communicate()
         return subprocess.CompletedProcess(proc.args, -9, out, err + f"\n[timed out after {timeout:.0f} s]")
+    except BaseException:  # interrupted (a test's own timeout, Ctrl-C): take the cluster down with it
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
     _kill_group(proc.pid)  # whatever the driver left behind (Ray's raylet, GCS and workers share its group)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

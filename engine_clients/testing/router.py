@@ -25,7 +25,7 @@ from typing import Literal
 
 import httpx
 
-from .launcher import EngineServer, _start
+from .launcher import EngineServer, _free_port, _start
 from .provision import (
     ProvisionError,
     _create_venv,
@@ -128,6 +128,9 @@ def start_vllm_router(
             "--port", str(port),
             "--worker-urls", *worker_urls,
             "--policy", policy,
+            # its Prometheus exporter has a fixed default port: a second router would fail to start
+            "--prometheus-host", "127.0.0.1",
+            "--prometheus-port", str(_free_port()),
             *extra_args,
         ]  # fmt: skip
 
