@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._requests import GenerateRequest
-from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, TokenInfo
-from .base import HttpRequest, first_int
+from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, Timings, TokenInfo
+from .base import HttpRequest, _float, first_int
 from .embeddings import EmbeddingCodec
 from .openai_compat import COMMON_CHAT_PARAMS
 
@@ -124,6 +124,23 @@ class VLLMDialect(EmbeddingCodec):
 
     def info_requests(self) -> list[HttpRequest]:
         return [HttpRequest("GET", "/v1/models"), HttpRequest("GET", "/version")]
+
+    def parse_timings(self, bodies: list[Any], headers: Mapping[str, str] | None) -> Timings:
+        """vLLM started with ``--enable-per-request-metrics`` (0.32) puts ``metrics`` on answers and on a
+        stream's final usage chunk: ``queue_time_ms``, ``time_to_first_token_ms`` (scheduling to first
+        token: the prefill), ``generation_time_ms`` (first to last token), ``mean_itl_ms``,
+        ``tokens_per_second``. Without the flag vLLM reports no timings."""
+        for body in reversed(bodies):
+            raw = body.get("metrics") if isinstance(body, Mapping) else None
+            if isinstance(raw, Mapping):
+                t = Timings(server={k: v for k, v in raw.items() if _float(v) is not None})
+                ms = {k: v / 1000 for k, v in t.server.items() if k.endswith("_ms")}
+                t.server_queue_time = ms.get("queue_time_ms")
+                t.server_prompt_time = ms.get("time_to_first_token_ms")
+                t.server_generation_time = ms.get("generation_time_ms")
+                t.server_tokens_per_second = _float(raw.get("tokens_per_second"))
+                return t
+        return Timings()
 
     def parse_info(self, bodies: list[Any]) -> EngineInfo:
         info = super().parse_info(bodies[:1])
