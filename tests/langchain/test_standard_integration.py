@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatVLLM
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from engine_clients.testing import EngineServer
+from tests.integration.test_vision_servers import PNG
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +89,45 @@ class TestChatLlamaCppIntegration(_Base):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatLlamaCpp
+
+
+# The image the standard image tests download (they fetch it with httpx.get before calling the model).
+STANDARD_TEST_IMAGE = (
+    "https://raw.githubusercontent.com/langchain-ai/docs/4d11d08b6b0e210bd456943f7a22febbd168b543/"
+    "src/images/agentic-rag-output.png"
+)
+
+
+class TestChatLlamaCppVisionIntegration(_Base):
+    """The whole suite on llama-server with the tiny vision projector, image inputs on: the image tests send
+    real images (OpenAI image_url, standard base64 blocks, Anthropic image blocks) to a real engine. Their one
+    download is answered with a local PNG (no network here); the engine calls stay real. Image URLs are off:
+    llama-server would fetch them itself."""
+
+    server_fixture = "llama_vision_server"
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatLlamaCpp
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return True
+
+    @pytest.fixture(autouse=True)
+    def _local_test_image(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real_get = httpx.get
+
+        def get(url: Any, *args: Any, **kwargs: Any) -> httpx.Response:
+            if str(url) == STANDARD_TEST_IMAGE:
+                return httpx.Response(200, content=PNG, request=httpx.Request("GET", url))
+            return real_get(url, *args, **kwargs)
+
+        monkeypatch.setattr(httpx, "get", get)
 
 
 class TestChatEngineIntegration(_Base):
