@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 import httpx
 from typing_extensions import Self
 
+from . import _otel
 from ._affinity import OnHeaders, SessionAffinity, SessionRouting
 from ._embeddings import EmbeddingsMixin
 from ._media import DEFAULT_MAX_MEDIA_BYTES
@@ -34,6 +35,7 @@ from ._requests import (
     normalize_tools,
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
+from ._timing import Measure
 from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
 from .dialects import LlamaCppDialect, OpenAICompatDialect, TGIDialect, VLLMDialect
 from .dialects.base import HttpRequest, StreamDecoder
@@ -73,6 +75,9 @@ class _ClientCore:
 
     dialect_class: ClassVar[type[OpenAICompatDialect]]
     env_prefix: ClassVar[str]
+    trace_content: bool | None = None
+    """Record prompt and completion text on OpenTelemetry spans (None: the environment variable
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` decides; off unless it is ``true``)."""
 
     def __init__(
         self,
@@ -268,6 +273,31 @@ class _ClientCore:
         headers, on_headers = self._routing.route(session_id)
         return {"headers": headers, "on_headers": on_headers}
 
+    def _span(
+        self, chat: bool, model: str | None, sampling: Mapping[str, Any], prompt: Any
+    ) -> _otel.Call | None:
+        """An OpenTelemetry span for one request (None when opentelemetry is absent or records nothing)."""
+        tracer = _otel.active_tracer()
+        if tracer is None:
+            return None
+        return _otel.Call.open(
+            tracer,
+            operation="chat" if chat else "text_completion",
+            engine=self.engine,
+            base_url=self.base_url,
+            model=model or self.model,
+            sampling=sampling,
+            prompt=(lambda: normalize_messages(prompt)) if chat else (lambda: prompt),
+            capture=self.trace_content,
+        )
+
+    def _timed(self, chat: bool, body: Any, measure: Measure) -> Completion:
+        """The parsed answer with its timings: the transport's clock readings and the engine's figures."""
+        completion = self.dialect.parse_chat(body) if chat else self.dialect.parse_generate(body)
+        server = self.dialect.parse_timings([body], measure.headers)
+        completion.timings = measure.timings(server, completion.usage)
+        return completion
+
     def _decoder(self, chat: bool, model: str | None) -> StreamDecoder:
         decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
         if model:
@@ -312,7 +342,7 @@ class _SyncAPI(_ClientCore):
             thinking_budget=thinking_budget,
             **sampling,
         )
-        return self.dialect.parse_chat(self.sync_transport.request(http, **self._route(session_id)))
+        return self._complete(http, True, session_id, model, sampling, messages)
 
     def chat_stream(
         self,
@@ -343,7 +373,7 @@ class _SyncAPI(_ClientCore):
             stream=True,
             **sampling,
         )
-        return self.sync_transport.stream(http, self._decoder(True, model), **self._route(session_id))
+        return self._stream(http, True, session_id, model, sampling, messages)
 
     def generate(
         self,
@@ -359,7 +389,7 @@ class _SyncAPI(_ClientCore):
         http = self.build_generate(
             prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
         )
-        return self.dialect.parse_generate(self.sync_transport.request(http, **self._route(session_id)))
+        return self._complete(http, False, session_id, model, sampling, prompt)
 
     def generate_stream(
         self,
@@ -379,7 +409,44 @@ class _SyncAPI(_ClientCore):
             stream=True,
             **sampling,
         )
-        return self.sync_transport.stream(http, self._decoder(False, model), **self._route(session_id))
+        return self._stream(http, False, session_id, model, sampling, prompt)
+
+    def _complete(
+        self,
+        http: HttpRequest,
+        chat: bool,
+        session_id: str | None,
+        model: str | None,
+        sampling: Any,
+        prompt: Any,
+    ) -> Completion:
+        call = self._span(chat, model, sampling, prompt)
+        measure = Measure()
+        try:
+            with _otel.activate(call):
+                body = self.sync_transport.request(http, measure=measure, **self._route(session_id))
+            completion = self._timed(chat, body, measure)
+        except BaseException as exc:
+            if call is not None:
+                call.fail(exc)
+            raise
+        if call is not None:
+            call.done(completion)
+        return completion
+
+    def _stream(
+        self,
+        http: HttpRequest,
+        chat: bool,
+        session_id: str | None,
+        model: str | None,
+        sampling: Any,
+        prompt: Any,
+    ) -> Iterator[StreamEvent]:
+        events = self.sync_transport.stream(http, self._decoder(chat, model), **self._route(session_id))
+        if _otel.active_tracer() is None:
+            return events
+        return _otel.traced(lambda: self._span(chat, model, sampling, prompt), events)
 
     def health(self) -> HealthStatus:
         """HEALTHY when ready; DEGRADED when it answers but is not ready (loading); UNHEALTHY: no answer."""
@@ -446,7 +513,7 @@ class BaseClient(_SyncAPI):
             thinking_budget=thinking_budget,
             **sampling,
         )
-        return self.dialect.parse_chat(await self.async_transport.request(http, **self._route(session_id)))
+        return await self._acomplete(http, True, session_id, model, sampling, messages)
 
     def achat_stream(
         self,
@@ -477,7 +544,7 @@ class BaseClient(_SyncAPI):
             stream=True,
             **sampling,
         )
-        return self.async_transport.stream(http, self._decoder(True, model), **self._route(session_id))
+        return self._astream(http, True, session_id, model, sampling, messages)
 
     async def agenerate(
         self,
@@ -492,9 +559,7 @@ class BaseClient(_SyncAPI):
         http = self.build_generate(
             prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
         )
-        return self.dialect.parse_generate(
-            await self.async_transport.request(http, **self._route(session_id))
-        )
+        return await self._acomplete(http, False, session_id, model, sampling, prompt)
 
     def agenerate_stream(
         self,
@@ -514,7 +579,44 @@ class BaseClient(_SyncAPI):
             stream=True,
             **sampling,
         )
-        return self.async_transport.stream(http, self._decoder(False, model), **self._route(session_id))
+        return self._astream(http, False, session_id, model, sampling, prompt)
+
+    async def _acomplete(
+        self,
+        http: HttpRequest,
+        chat: bool,
+        session_id: str | None,
+        model: str | None,
+        sampling: Any,
+        prompt: Any,
+    ) -> Completion:
+        call = self._span(chat, model, sampling, prompt)
+        measure = Measure()
+        try:
+            with _otel.activate(call):
+                body = await self.async_transport.request(http, measure=measure, **self._route(session_id))
+            completion = self._timed(chat, body, measure)
+        except BaseException as exc:
+            if call is not None:
+                call.fail(exc)
+            raise
+        if call is not None:
+            call.done(completion)
+        return completion
+
+    def _astream(
+        self,
+        http: HttpRequest,
+        chat: bool,
+        session_id: str | None,
+        model: str | None,
+        sampling: Any,
+        prompt: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        events = self.async_transport.stream(http, self._decoder(chat, model), **self._route(session_id))
+        if _otel.active_tracer() is None:
+            return events
+        return _otel.atraced(lambda: self._span(chat, model, sampling, prompt), events)
 
     async def ahealth(self) -> HealthStatus:
         try:

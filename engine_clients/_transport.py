@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES, SSEDecoder
+from ._timing import Measure, StreamClock, perf_counter
 from .dialects.base import HttpRequest, StreamDecoder, loads
 from .errors import (
     EngineError,
@@ -213,18 +214,30 @@ class SyncTransport(_Base):
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         on_headers: OnHeaders | None = None,
+        measure: Measure | None = None,
     ) -> Any:
         """Send a non-streamed request; returns the decoded JSON body (None when empty). ``headers`` are
-        added to the client's; ``on_headers`` sees each response's headers (e.g. a router's cookie)."""
+        added to the client's; ``on_headers`` sees each response's headers (e.g. a router's cookie);
+        ``measure`` gets the answering attempt's response headers and clock readings."""
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
         for attempt in _tenacity().Retrying(**self._retry_kwargs(retries)):
             with attempt:
                 try:
-                    response = self.client.request(
+                    start = perf_counter()
+                    request = self.client.build_request(
                         req.method, self._url(req.path), json=req.json, headers=self._with(headers), timeout=t
                     )
+                    response = self.client.send(request, stream=True)
+                    first_byte = perf_counter()
+                    try:
+                        response.read()
+                    finally:
+                        response.close()
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if measure is not None:
+                    measure.start, measure.first_byte, measure.end = start, first_byte, perf_counter()
+                    measure.headers = response.headers
                 if on_headers is not None:
                     on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
@@ -239,7 +252,7 @@ class SyncTransport(_Base):
 
     def _open(
         self, req: HttpRequest, headers: Mapping[str, str] | None, on_headers: OnHeaders | None
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, float]:
         request = self.client.build_request(
             req.method,
             self._url(req.path),
@@ -250,6 +263,7 @@ class SyncTransport(_Base):
         for attempt in _tenacity().Retrying(**self._retry_kwargs(None)):
             with attempt:
                 try:
+                    start = perf_counter()
                     response = self.client.send(request, stream=True)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
@@ -263,7 +277,7 @@ class SyncTransport(_Base):
                     finally:
                         response.close()
                     raise self._status_error(response, body)
-                return response
+                return response, start
         raise AssertionError("unreachable")  # pragma: no cover
 
     def stream(
@@ -274,25 +288,38 @@ class SyncTransport(_Base):
         headers: Mapping[str, str] | None = None,
         on_headers: OnHeaders | None = None,
     ) -> Iterator[StreamEvent]:
-        """Yield typed events; raises typed errors, and StreamError (with partial output) on a cut stream."""
-        response = self._open(req, headers, on_headers)
+        """Yield typed events; raises typed errors, and StreamError (with partial output) on a cut stream.
+        The :class:`End` carries the stream's timings (see :class:`StreamClock`)."""
+        response, start = self._open(req, headers, on_headers)
+        clock = StreamClock(start, perf_counter())
+        stamps, seen = clock.stamps, 0
         sse = SSEDecoder(self._max_event, self._max_stream)
         try:
             chunks = response.iter_bytes()
             try:
                 for chunk in chunks:
+                    now = perf_counter()
                     for event in sse.feed(chunk):
-                        yield from decoder.feed(event)
+                        out = decoder.feed(event)
                         if decoder.done:
+                            clock.finish(out, decoder, response.headers, now, seen)
+                            yield from out
                             _drain(chunks)
                             return
+                        yield from out
+                    produced = decoder.index + len(decoder.thoughts)
+                    if produced != seen:
+                        seen = produced
+                        stamps.append(now)
             except httpx.TimeoutException as exc:
                 raise _timeout(decoder, self.timeouts.chunk) from exc
             except httpx.HTTPError as exc:
                 raise decoder.cut(f"the stream broke: {type(exc).__name__}: {exc}") from exc
             except MalformedResponseError as exc:
                 raise decoder.cut(exc.message, exc) from exc
-            yield from decoder.eof()
+            out = decoder.eof()
+            clock.finish(out, decoder, response.headers, perf_counter(), seen)
+            yield from out
         finally:
             response.close()
 
@@ -317,16 +344,27 @@ class AsyncTransport(_Base):
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         on_headers: OnHeaders | None = None,
+        measure: Measure | None = None,
     ) -> Any:
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
         async for attempt in _tenacity().AsyncRetrying(**self._retry_kwargs(retries)):
             with attempt:
                 try:
-                    response = await self.client.request(
+                    start = perf_counter()
+                    request = self.client.build_request(
                         req.method, self._url(req.path), json=req.json, headers=self._with(headers), timeout=t
                     )
+                    response = await self.client.send(request, stream=True)
+                    first_byte = perf_counter()
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
+                if measure is not None:
+                    measure.start, measure.first_byte, measure.end = start, first_byte, perf_counter()
+                    measure.headers = response.headers
                 if on_headers is not None:
                     on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
@@ -340,7 +378,7 @@ class AsyncTransport(_Base):
 
     async def _open(
         self, req: HttpRequest, headers: Mapping[str, str] | None, on_headers: OnHeaders | None
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, float]:
         request = self.client.build_request(
             req.method,
             self._url(req.path),
@@ -351,6 +389,7 @@ class AsyncTransport(_Base):
         async for attempt in _tenacity().AsyncRetrying(**self._retry_kwargs(None)):
             with attempt:
                 try:
+                    start = perf_counter()
                     response = await self.client.send(request, stream=True)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, f"{req.method} {req.path}") from exc
@@ -364,7 +403,7 @@ class AsyncTransport(_Base):
                     finally:
                         await response.aclose()
                     raise self._status_error(response, body)
-                return response
+                return response, start
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def stream(
@@ -375,25 +414,38 @@ class AsyncTransport(_Base):
         headers: Mapping[str, str] | None = None,
         on_headers: OnHeaders | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        response = await self._open(req, headers, on_headers)
+        response, start = await self._open(req, headers, on_headers)
+        clock = StreamClock(start, perf_counter())
+        stamps, seen = clock.stamps, 0
         sse = SSEDecoder(self._max_event, self._max_stream)
         try:
             chunks = response.aiter_bytes()
             try:
                 async for chunk in chunks:
+                    now = perf_counter()
                     for event in sse.feed(chunk):
-                        for out in decoder.feed(event):
-                            yield out
+                        events = decoder.feed(event)
                         if decoder.done:
+                            clock.finish(events, decoder, response.headers, now, seen)
+                            for out in events:
+                                yield out
                             await _adrain(chunks)
                             return
+                        for out in events:
+                            yield out
+                    produced = decoder.index + len(decoder.thoughts)
+                    if produced != seen:
+                        seen = produced
+                        stamps.append(now)
             except httpx.TimeoutException as exc:
                 raise _timeout(decoder, self.timeouts.chunk) from exc
             except httpx.HTTPError as exc:
                 raise decoder.cut(f"the stream broke: {type(exc).__name__}: {exc}") from exc
             except MalformedResponseError as exc:
                 raise decoder.cut(exc.message, exc) from exc
-            for out in decoder.eof():
+            events = decoder.eof()
+            clock.finish(events, decoder, response.headers, perf_counter(), seen)
+            for out in events:
                 yield out
         finally:
             await response.aclose()
