@@ -3,9 +3,10 @@
 Fixtures (session-scoped, each an ``engine_clients.testing.EngineServer`` with ``.base_url``, ``.model``,
 ``.api_key``, ``.engine``, ``.log_path``):
 
-* ``llama_server`` - llama-server, scripted GGUF, ``--jinja --ctx-size 4096 --parallel 4``, no API key;
+* ``llama_server`` - llama-server, scripted GGUF, ``--jinja --parallel 4 --ctx-size 32768`` (8,192 tokens per
+  request), no API key;
 * ``llama_server_keyed`` - the same model, started with ``--api-key test-secret-key``;
-* ``vllm_server`` - vLLM, scripted HF model, max_model_len 1024, hermes tool parser, no API key.
+* ``vllm_server`` - vLLM, scripted HF model, ``--max-model-len 8192``, hermes tool parser, no API key.
 
 Every test under tests/integration, and every test that uses one of these fixtures, gets the ``integration`` mark (deselect with ``-m "not integration"``).
 Engines are provisioned once, after collection and before the first test (so pytest-timeout does not cut a

@@ -27,12 +27,14 @@ from ._embedding import (
 from ._vision import (
     VISION_IMAGE_TOKENS,
     VISION_MODEL_NAME,
+    VLLM_VISION_IMAGE_TOKENS,
     start_llama_vision_server,
     start_vllm_vision_server,
     vision_gguf,
     vision_hf_model,
 )
 from .launcher import (
+    DEFAULT_CONTEXT,
     DEFAULT_MODEL_NAME,
     EngineServer,
     EngineStartError,
@@ -50,6 +52,7 @@ from .provision import (
 )
 
 __all__ = [
+    "DEFAULT_CONTEXT",
     "DEFAULT_MODEL_NAME",
     "EMBED_KEYWORDS",
     "EMBED_MODEL_NAME",
@@ -58,6 +61,7 @@ __all__ = [
     "RERANK_MODEL_NAME",
     "VISION_IMAGE_TOKENS",
     "VISION_MODEL_NAME",
+    "VLLM_VISION_IMAGE_TOKENS",
     "EngineServer",
     "EngineStartError",
     "ProvisionError",

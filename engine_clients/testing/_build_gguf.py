@@ -28,6 +28,7 @@ import numpy as np
 
 N_EMBD = 512
 N_FF = 64
+CONTEXT_LENGTH = 32768  # n_ctx_train; the launcher gives each slot 8,192
 
 
 def build(out_path: str, chat_template: str) -> None:
@@ -96,7 +97,7 @@ def build(out_path: str, chat_template: str) -> None:
 
     w = gguf.GGUFWriter(out_path, "llama")
     w.add_name("scripted-tiny")
-    w.add_context_length(4096)
+    w.add_context_length(CONTEXT_LENGTH)
     w.add_embedding_length(N_EMBD)
     w.add_block_count(1)
     w.add_feed_forward_length(N_FF)

@@ -21,7 +21,7 @@ What vLLM 0.32 (``--enable-auto-tool-choice --tool-call-parser hermes``) answers
 
 Tokenizer: ``tokenizers`` WordLevel over single characters (plus `` Hello``/`` world``, only ever generated),
 ``<tool_call>``/``</tool_call>`` as added non-special tokens (the hermes parser looks them up), the chat
-template stored in ``tokenizer_config.json``.
+template stored in ``tokenizer_config.json``. ``max_position_embeddings`` is 32,768.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 HIDDEN = 128
 SPECIAL = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 ADDED = ["<tool_call>", "</tool_call>"]
+MAX_POSITIONS = 32768  # the launcher serves --max-model-len 8192
 
 
 def build(out_dir: str, chat_template: str) -> None:
@@ -76,7 +77,7 @@ def build(out_dir: str, chat_template: str) -> None:
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=MAX_POSITIONS,
         bos_token_id=t("<s>"),
         eos_token_id=eot,
         pad_token_id=t("<unk>"),

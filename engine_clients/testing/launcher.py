@@ -36,6 +36,7 @@ import httpx
 from .provision import ensure_llama_server, ensure_vllm, scripted_gguf, scripted_hf_model
 
 __all__ = [
+    "DEFAULT_CONTEXT",
     "DEFAULT_MODEL_NAME",
     "EngineServer",
     "EngineStartError",
@@ -46,6 +47,7 @@ __all__ = [
 Engine = Literal["llamacpp", "vllm"]
 
 DEFAULT_MODEL_NAME = "scripted-tiny"
+DEFAULT_CONTEXT = 8192  # tokens per request: llama-server's context per slot, vLLM's max_model_len
 _LOG_TAIL_LINES = 60
 _POLL_INTERVAL_S = 0.25
 _PORT_IN_USE_MARKERS = ("address already in use", "couldn't bind", "failed to bind", "errno 98")
@@ -295,8 +297,9 @@ def start_llama_server(
     model_path: Path | str | None = None,
     *,
     model_name: str | None = None,
-    ctx_size: int = 4096,
+    ctx_size: int | None = None,
     parallel: int = 4,
+    ctx_per_slot: int = DEFAULT_CONTEXT,
     api_key: str | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
@@ -308,9 +311,9 @@ def start_llama_server(
 
     ``model_path`` defaults to the scripted tiny GGUF (:func:`scripted_gguf`); ``binary`` to the provisioned
     one (:func:`ensure_llama_server`, which also restores its shared-library links). The server runs with
-    ``--jinja``, ``--ctx-size ctx_size`` shared by ``--parallel parallel`` slots (4096 / 4 = 1024 tokens per
-    request by default) and ``--alias model_name`` (default: "scripted-tiny" for the scripted model, else the
-    file name), plus ``extra_args``.
+    ``--jinja``, ``--parallel parallel`` slots sharing ``--ctx-size ctx_size`` tokens (default
+    ``parallel * ctx_per_slot``: 4 slots of 8,192 tokens, each request gets 8,192) and ``--alias model_name``
+    (default: "scripted-tiny" for the scripted model, else the file name), plus ``extra_args``.
     """
     exe = Path(binary) if binary is not None else ensure_llama_server()
     if model_path is None:
@@ -328,7 +331,7 @@ def start_llama_server(
             "-m", str(gguf),
             "--alias", name,
             "--jinja",
-            "--ctx-size", str(ctx_size),
+            "--ctx-size", str(ctx_size if ctx_size is not None else parallel * ctx_per_slot),
             "--parallel", str(parallel),
         ]  # fmt: skip
         if api_key:
@@ -350,7 +353,7 @@ def start_vllm_server(
     model_dir: Path | str | None = None,
     *,
     served_model_name: str = DEFAULT_MODEL_NAME,
-    max_model_len: int = 1024,
+    max_model_len: int = DEFAULT_CONTEXT,
     api_key: str | None = None,
     tool_call_parser: str | None = "hermes",
     extra_args: Sequence[str] = (),
@@ -383,9 +386,6 @@ def start_vllm_server(
             "--port", str(port),
             "--dtype", "float32",
             "--enforce-eager",
-            # usage.prompt_tokens_details.cached_tokens and per-request ``metrics`` (timings) on answers
-            "--enable-prompt-tokens-details",
-            "--enable-per-request-metrics",
             "--max-model-len", str(max_model_len),
         ]  # fmt: skip
         if tool_call_parser:

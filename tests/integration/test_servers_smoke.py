@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients.testing import EngineServer
+from engine_clients.testing import DEFAULT_CONTEXT, EngineServer
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -126,7 +126,7 @@ def test_vllm_models_has_max_model_len(vllm_server: EngineServer) -> None:
     assert response.status_code == 200
     (model,) = response.json()["data"]
     assert model["id"] == vllm_server.model
-    assert model["max_model_len"] == 1024
+    assert model["max_model_len"] == DEFAULT_CONTEXT == 8192
 
 
 def test_vllm_tool_choice_required(vllm_server: EngineServer) -> None:

@@ -11,7 +11,7 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_selfhosted import VLLMLLM, ChatLlamaCpp, ChatVLLM, LlamaCppLLM
 
 import engine_clients
-from engine_clients.testing import EngineServer
+from engine_clients.testing import DEFAULT_CONTEXT, EngineServer
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_context_overflow_is_langchains(server: tuple[EngineServer, Any, Any]) -
     with pytest.raises(ContextOverflowError) as info:
         llm.invoke("word " * 5000)
     assert isinstance(info.value, engine_clients.ContextWindowExceededError)
-    assert info.value.context_limit == 1024
+    assert info.value.context_limit == DEFAULT_CONTEXT  # tokens per request on both fixtures
 
 
 def test_server_tokenizer(server: tuple[EngineServer, Any, Any]) -> None:

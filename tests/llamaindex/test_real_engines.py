@@ -21,7 +21,7 @@ from llama_index.core.tools import FunctionTool
 from llama_index.llms.selfhosted import VLLM, EngineLLM, LlamaCpp
 from pydantic import BaseModel
 
-from engine_clients.testing import EngineServer
+from engine_clients.testing import DEFAULT_CONTEXT, EngineServer
 from tests.llamaindex.conformance import Backend, Expect, LlamaIndexConformance, Weather
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def weather_tool(calls: list[dict[str, Any]] | None = None) -> FunctionTool:
 
 class RealBackend(Backend):
     replayed = False
-    context_window = 1024  # llama-server: 4096 context / 4 slots; vLLM: max_model_len 1024
+    context_window = DEFAULT_CONTEXT  # llama-server: context per slot; vLLM: max_model_len
     agent_tool = "get_weather"
 
     def __init__(self, server: EngineServer, cls: type[EngineLLM], *, schema_valid_args: bool) -> None:
