@@ -115,9 +115,10 @@ class ContextWindowExceededError(BadRequestError):
 
 class UnsupportedInputError(BadRequestError):
     """The server cannot take this kind of input (an image or audio for a text-only model, audio on a
-    route that has no audio part). ``kind`` names the input (``"image"``, ``"audio"``); the message says the
-    fix (e.g. start llama-server with ``--mmproj``). Refused before sending when the route has no format for
-    the kind (``status_code`` None), mapped from the engine's answer otherwise; never retried."""
+    route that has no audio part). ``kind`` names the input (``"image"``, ``"audio"``, or ``"media"`` when
+    the engine's answer does not say which); the message says the fix (e.g. start llama-server with
+    ``--mmproj``). Refused before sending when the route has no format for the kind (``status_code`` None),
+    mapped from the engine's answer otherwise; never retried."""
 
     def __init__(self, message: str, *, kind: str = "input", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

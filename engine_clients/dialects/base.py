@@ -492,8 +492,9 @@ class Dialect:
             m = pattern.search(message)
             if m:
                 found = kind or m.group(1).lower()
+                what = "image or audio" if found == "media" else found
                 return UnsupportedInputError(
-                    f"{message.rstrip('.')}. This server cannot take {found} input: {fix}",
+                    f"{message.rstrip('.')}. This server cannot take {what} input: {fix}",
                     kind=found,
                     status_code=status,
                     engine=self.engine,

@@ -75,7 +75,7 @@ class LlamaCppDialect(EmbeddingCodec):
     # "audio input is not supported ..."; /completion with multimodal_data: "... does not support multimodal"
     unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = (
         (re.compile(r"\b(image|audio|video) input is not supported", re.I), None, _MMPROJ_FIX),
-        (re.compile(r"does not support multimodal", re.I), "image", _MMPROJ_FIX),
+        (re.compile(r"does not support multimodal", re.I), "media", _MMPROJ_FIX),
     )
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_NATIVE}
     generate_params: ClassVar[Mapping[str, str]] = _COMPLETION

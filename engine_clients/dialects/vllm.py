@@ -64,12 +64,12 @@ class VLLMDialect(EmbeddingCodec):
     # pooling runner: /v1/embeddings, /v1/rerank (Jina shape); truncate_prompt_tokens -1 = the model's limit
     truncate_field: ClassVar[tuple[str, Any] | None] = ("truncate_prompt_tokens", -1)
     default_embed_batch: ClassVar[int] = 64
-    # vllm/entrypoints/chat_utils.py: a text-only model allows 0 items per modality ("At most 0 image(s)
-    # may be provided in one prompt."); newer versions also say "... is not a multimodal model" or that the
-    # modality is not supported; --limit-mm-per-prompt '{"image": 0}' gives the same "At most 0".
+    # vLLM 0.32 here: a text-only model answers 400 "<model> is not a multimodal model" to an image or an
+    # audio part alike (so the kind is "media"); older versions and --limit-mm-per-prompt '{"image": 0}'
+    # say "At most 0 image(s) may be provided in one prompt." (vllm/entrypoints/chat_utils.py).
     unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = (
         (re.compile(r"At most 0 (image|audio|video)\(s\) may be provided", re.I), None, _MM_FIX),
-        (re.compile(r"is not a multimodal model", re.I), "image", _MM_FIX),
+        (re.compile(r"is not a multimodal model", re.I), "media", _MM_FIX),
         (re.compile(r"\b(image|audio|video) modality is not supported", re.I), None, _MM_FIX),
     )
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_VLLM_EXTRAS}

@@ -200,6 +200,14 @@ VLLM_IMAGE = {
         "code": 400,
     }
 }
+VLLM_TEXT_ONLY = {
+    "error": {
+        "message": "scripted-tiny is not a multimodal model",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+}
 TGI_IMAGE = {
     "error": "Input validation error: image modality is not supported by model",
     "error_type": "validation",
@@ -212,6 +220,7 @@ TGI_IMAGE = {
         (LlamaCppClient, 500, LLAMA_IMAGE, "image", "--mmproj"),
         (LlamaCppClient, 500, LLAMA_AUDIO, "audio", "--mmproj"),
         (VLLMClient, 400, VLLM_IMAGE, "image", "multimodal"),
+        (VLLMClient, 400, VLLM_TEXT_ONLY, "media", "multimodal"),  # vLLM 0.32, image or audio alike
         (TGIClient, 422, TGI_IMAGE, "image", "vision-language model"),
     ],
 )
