@@ -27,6 +27,7 @@ from ._embedding import (
 from ._vision import (
     VISION_IMAGE_TOKENS,
     VISION_MODEL_NAME,
+    VLLM_VISION_IMAGE_TOKENS,
     start_llama_vision_server,
     start_vllm_vision_server,
     vision_gguf,
@@ -60,6 +61,7 @@ __all__ = [
     "RERANK_MODEL_NAME",
     "VISION_IMAGE_TOKENS",
     "VISION_MODEL_NAME",
+    "VLLM_VISION_IMAGE_TOKENS",
     "EngineServer",
     "EngineStartError",
     "ProvisionError",

@@ -1,37 +1,42 @@
-"""Build a tiny *vision* model for the real-engine tests: LLaVA-1.5 style, CLIP encoder + MLP projector.
+"""Build tiny *vision* models for the real-engine tests (standalone script; no file is downloaded).
 
-Two modes, one per engine, sharing one vision tower (the same seeded random weights)::
+Two modes, one per engine::
 
     python _build_vision.py mmproj TEXT.gguf OUT.gguf          # llama.cpp environment (gguf, numpy)
     python _build_vision.py hf SCRIPTED_HF_DIR OUT_DIR          # vLLM environment (torch, transformers)
 
-``mmproj`` writes a multimodal projector GGUF (``general.architecture = clip``, ``clip.projector_type = mlp``)
-for ``llama-server --mmproj``; the text model stays the scripted tiny GGUF (``_build_gguf.py``), whose
-``embedding_length`` it reads from ``TEXT.gguf`` so that the projector's output width matches.
+Both put a small random vision encoder in front of the *scripted* text model (``_build_gguf.py`` /
+``_build_hf.py``), whose attention and FFN weights are zero: the image embeddings reach the prompt (and the
+usage counts) but do not change what it writes. Greedy output is `` Hello world.`` then EOS, with or
+without images.
 
-``hf`` writes a ``LlavaForConditionalGeneration`` directory for vLLM: the scripted tiny Llama from
-``SCRIPTED_HF_DIR`` (``_build_hf.py``) as its language model, the same CLIP tower, a CLIP image processor and
-a tokenizer with an added ``<image>`` token.
+``mmproj`` - LLaVA-1.5 style, for ``llama-server -m TEXT.gguf --mmproj OUT.gguf``: a multimodal projector GGUF
+(``general.architecture = clip``, ``clip.projector_type = mlp``) written with the ``gguf`` package:
 
-The model, for both engines:
+* CLIP ViT, image 32x32, patch 8 (16 patches + class token), hidden 128, 2 heads (head_dim 64), FFN 256
+  (quick_gelu), 2 layers; the features come from the second-to-last layer (LLaVA's default), so one layer
+  runs. Seeded random weights (numpy, seed 0), small enough that every activation stays finite;
+* projector Linear(128, n_text) -> GELU -> Linear(n_text, n_text), n_text read from TEXT.gguf's
+  ``embedding_length`` (llama.cpp checks that the two widths match);
+* every image becomes 16 embeddings (the class token is dropped): 16 more prompt tokens, no marker tokens.
 
-* vision tower: CLIP ViT, image 32x32, patch 8 (16 patches + class token), hidden 128, 2 heads (head_dim 64),
-  FFN 256 (quick_gelu), 2 layers; the features come from the second-to-last layer (LLaVA's default), so one
-  layer runs. Seeded random weights (numpy, seed 0), small enough that every activation stays finite;
-* projector: Linear(128, n_text) -> GELU -> Linear(n_text, n_text), random;
-* an image becomes 16 embeddings in the prompt (the class token is dropped), i.e. 16 more prompt tokens;
-* the text model is the scripted one: its attention and FFN weights are zero, so the image embeddings do not
-  change what it writes. Greedy output is `` Hello world.`` then EOS, with or without an image.
+``hf`` - Idefics3 (SmolVLM) style, for vLLM: an ``Idefics3ForConditionalGeneration`` directory. (vLLM 0.32's
+Llava module imports transformers' Pixtral image processor, which needs torchvision, and torchvision from
+PyPI does not load with CPU torch; vLLM's Idefics3 module imports without it.)
 
-No file is downloaded: the weights are generated, the tokenizer is built with ``tokenizers`` and the image
-processor is constructed from its parameters.
+* SigLIP-style ViT, image 64x64, patch 8 (64 patches), hidden 128, 2 heads, FFN 256, 1 layer, transformers'
+  random init (torch seed 0); connector: pixel shuffle (scale factor 2) + Linear(512, 128), no bias;
+* the scripted tiny Llama from SCRIPTED_HF_DIR as the language model, its tokenizer plus the special tokens
+  ``<fake_token_around_image>``, ``<image>``, ``<end_of_utterance>`` and ``<global-img>``;
+* an ``Idefics3Processor`` (PIL image processor, image splitting off, every image resized to 64x64) with
+  ``image_seq_len`` 16: an image becomes ``<fake_token_around_image><global-img>`` + 16 x ``<image>`` +
+  ``<fake_token_around_image>``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import numpy as np
 
@@ -167,109 +172,97 @@ def build_mmproj(text_gguf: str, out_path: str) -> None:
     w.close()
 
 
-# --- vLLM: a LlavaForConditionalGeneration directory --------------------------------------------------------
+# --- vLLM: an Idefics3ForConditionalGeneration directory ----------------------------------------------------
+
+HF_IMAGE_SIZE = 64
+HF_SCALE_FACTOR = 2
+HF_IMAGE_SEQ_LEN = (HF_IMAGE_SIZE // PATCH_SIZE) ** 2 // HF_SCALE_FACTOR**2  # 16
+HF_IMAGE_TOKENS = ["<fake_token_around_image>", IMAGE_TOKEN, "<end_of_utterance>", "<global-img>"]
 
 
 def build_hf(text_dir: str, out_dir: str) -> None:
     import torch
     from transformers import (
         AutoTokenizer,
-        CLIPImageProcessor,
-        CLIPVisionConfig,
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
         LlamaForCausalLM,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
+    from transformers.models.idefics3 import Idefics3VisionConfig
 
+    torch.manual_seed(SEED)
     tokenizer = AutoTokenizer.from_pretrained(text_dir)
     chat_template = tokenizer.chat_template
-    text = LlamaForCausalLM.from_pretrained(text_dir, torch_dtype=torch.float32)
-    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
-    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    n_vocab = len(tokenizer)
+    text = LlamaForCausalLM.from_pretrained(text_dir, dtype=torch.float32)
+    old_vocab = text.config.vocab_size
+    tokenizer.add_special_tokens({"additional_special_tokens": HF_IMAGE_TOKENS})
+    ids = tokenizer.convert_tokens_to_ids(HF_IMAGE_TOKENS)
+    assert min(ids) >= old_vocab, (ids, old_vocab)
     text_config = text.config
-    n_text = text_config.hidden_size
-    old_vocab = text_config.vocab_size
-    assert image_token_id >= old_vocab, (image_token_id, old_vocab)
-    text_config.vocab_size = n_vocab
+    text_config.vocab_size = len(tokenizer)
 
-    vision_config = CLIPVisionConfig(
+    vision_config = Idefics3VisionConfig(
         hidden_size=V_HIDDEN,
         intermediate_size=V_FF,
-        num_hidden_layers=V_LAYERS,
+        num_hidden_layers=1,
         num_attention_heads=V_HEADS,
-        image_size=IMAGE_SIZE,
+        image_size=HF_IMAGE_SIZE,
         patch_size=PATCH_SIZE,
-        hidden_act="quick_gelu",
         layer_norm_eps=V_EPS,
-        projection_dim=n_text,
     )
-    config = LlavaConfig(
-        vision_config=vision_config,
-        text_config=text_config,
-        image_token_index=image_token_id,
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        image_seq_length=N_PATCHES,
+    config = Idefics3Config(
+        vision_config=vision_config.to_dict(),
+        text_config=text_config.to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        scale_factor=HF_SCALE_FACTOR,
+        pad_token_id=text_config.pad_token_id,
         tie_word_embeddings=False,
     )
-    model = LlavaForConditionalGeneration(config)
+    model = Idefics3ForConditionalGeneration(config).to(torch.float32)
 
     text_state = text.state_dict()
-    tower, proj = vision_tower(), projector(n_text)
-    state: dict[str, Any] = {}
-    for name, tensor in model.state_dict().items():
-        if name.startswith(("model.vision_tower.vision_model.", "vision_tower.vision_model.")):
-            key = name.split("vision_model.", 1)[1]
-            state[name] = torch.from_numpy(tower[key])
-        elif "multi_modal_projector." in name:
-            state[name] = torch.from_numpy(proj[name.split("multi_modal_projector.", 1)[1]])
-        else:
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in state.items():
             key = _text_key(name)
+            if key is None:
+                continue  # vision tower and connector keep their random init
             src = text_state[key]
-            if src.shape != tensor.shape:  # embed_tokens / lm_head: one more row (<image>), left zero
-                grown = torch.zeros_like(tensor)
-                grown[: src.shape[0]] = src
-                src = grown
-            state[name] = src
+            tensor.zero_()  # embed_tokens / lm_head have rows for the new tokens: zero, never chosen
+            tensor[: src.shape[0]] = src
     model.load_state_dict(state, strict=True)
     model.save_pretrained(out_dir, safe_serialization=True)
 
-    image_processor = CLIPImageProcessor(
+    image_processor = Idefics3ImageProcessor(
         do_resize=True,
-        size={"shortest_edge": IMAGE_SIZE},
-        do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"longest_edge": HF_IMAGE_SIZE},
+        do_image_splitting=False,
+        max_image_size={"longest_edge": HF_IMAGE_SIZE},
+        do_rescale=True,
         do_normalize=True,
-        image_mean=IMAGE_MEAN,
-        image_std=IMAGE_STD,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_pad=True,
         do_convert_rgb=True,
     )
-    processor = LlavaProcessor(
+    processor = Idefics3Processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        image_token=IMAGE_TOKEN,
-        num_additional_image_tokens=1,  # the class token (dropped by the "default" strategy)
+        image_seq_len=HF_IMAGE_SEQ_LEN,
         chat_template=chat_template,
     )
     processor.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
 
 
-def _text_key(name: str) -> str:
-    """The scripted Llama's name for a Llava language-model parameter (transformers 4 or 5 layout)."""
-    for prefix, repl in [
-        ("model.language_model.", "model."),
-        ("language_model.model.", "model."),
-        ("language_model.lm_head.", "lm_head."),
-    ]:
-        if name.startswith(prefix):
-            return repl + name[len(prefix) :]
-    return name  # lm_head.weight
+def _text_key(name: str) -> str | None:
+    """The scripted Llama's name for an Idefics3 language-model parameter; None for vision/connector ones."""
+    if name.startswith("model.text_model."):
+        return "model." + name[len("model.text_model.") :]
+    if name == "lm_head.weight":
+        return name
+    return None
 
 
 def main(argv: list[str]) -> int:

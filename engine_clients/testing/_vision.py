@@ -1,15 +1,17 @@
-"""A tiny vision-language model for the real-engine tests, provisioned and served (see ``_build_vision.py``).
+"""Tiny vision-language models for the real-engine tests, provisioned and served (see ``_build_vision.py``).
 
 * :func:`vision_gguf` - ``(model.gguf, mmproj.gguf)`` for ``llama-server --mmproj``: the scripted tiny GGUF
-  plus a LLaVA-1.5 style projector (random CLIP ViT, image 32x32, patch 8, MLP projector), built in the
-  llama.cpp environment with the ``gguf`` package;
-* :func:`vision_hf_model` - a ``LlavaForConditionalGeneration`` directory for vLLM: the scripted tiny Llama,
-  the same CLIP tower, a CLIP image processor and an ``<image>`` token, built in vLLM's environment;
+  plus a LLaVA-1.5 style projector (random CLIP ViT, image 32x32, patch 8, MLP projector), written in the
+  llama.cpp environment with the ``gguf`` package. Each image adds :data:`VISION_IMAGE_TOKENS` (16) prompt
+  tokens;
+* :func:`vision_hf_model` - an ``Idefics3ForConditionalGeneration`` directory for vLLM: the scripted tiny
+  Llama, a random SigLIP-style ViT (image 64x64, patch 8, pixel-shuffle connector), an Idefics3 processor,
+  built in vLLM's environment. Each image adds :data:`VLLM_VISION_IMAGE_TOKENS` (20) prompt tokens (vLLM 0.32
+  does not serve the Llava architecture without torchvision, see ``_build_vision.py``);
 * :func:`start_llama_vision_server` / :func:`start_vllm_vision_server` - start them.
 
-Each image adds :data:`VISION_IMAGE_TOKENS` (16) prompt tokens on both engines; greedy output stays the
-scripted `` Hello world.`` with or without images. Both files are cached under ``cache_root()/models``,
-named after a hash of their builder scripts and chat template.
+Greedy output stays the scripted `` Hello world.`` with or without images. Both are cached under
+``cache_root()/models``, named after a hash of their builder scripts and chat template.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .provision import (
 __all__ = [
     "VISION_IMAGE_TOKENS",
     "VISION_MODEL_NAME",
+    "VLLM_VISION_IMAGE_TOKENS",
     "start_llama_vision_server",
     "start_vllm_vision_server",
     "vision_gguf",
@@ -47,7 +50,10 @@ __all__ = [
 ]
 
 VISION_MODEL_NAME = "scripted-vision"
-VISION_IMAGE_TOKENS = 16  # prompt tokens per image: (32 / 8) ** 2 patches, the class token dropped
+VISION_IMAGE_TOKENS = 16  # llama.cpp, prompt tokens per image: (32 / 8) ** 2 patches, the class token dropped
+# vLLM, prompt tokens per image: <fake_token_around_image><global-img>, (64 / 8) ** 2 / 2 ** 2 = 16 x <image>,
+# <fake_token_around_image>, and the "\n" vLLM puts after each image placeholder of a chat message
+VLLM_VISION_IMAGE_TOKENS = 20
 _VISION_BUILDER = Path(__file__).resolve().parent / "_build_vision.py"
 
 
@@ -73,7 +79,7 @@ def vision_gguf() -> tuple[Path, Path]:
 
 
 def vision_hf_model() -> Path:
-    """Return a tiny ``LlavaForConditionalGeneration`` directory for vLLM, building it if needed.
+    """Return a tiny ``Idefics3ForConditionalGeneration`` directory for vLLM, building it if needed.
 
     Built from :func:`scripted_hf_model` (the language model) by ``_build_vision.py`` in vLLM's environment.
     """
@@ -135,10 +141,11 @@ def start_vllm_vision_server(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     log_path: Path | str | None = None,
-    ready_timeout: float = 300.0,
+    ready_timeout: float = 900.0,
 ) -> EngineServer:
     """vLLM (CPU) with :func:`vision_hf_model`, at most ``images_per_prompt`` images per request
-    (``--limit-mm-per-prompt``), no tool parser."""
+    (``--limit-mm-per-prompt``), no tool parser. It starts slower than the text model (multimodal
+    profiling): about 3 minutes on 2 busy cores, hence the longer ``ready_timeout``."""
     return start_vllm_server(
         vision_hf_model(),
         served_model_name=served_model_name,

@@ -1,7 +1,7 @@
 """What real servers do with images, checked with plain httpx (not the package's client).
 
-The tiny vision model (``engine_clients.testing.vision_gguf`` / ``vision_hf_model``) turns each image into
-16 prompt tokens and answers " Hello world." greedily, with or without images.
+The tiny vision models answer " Hello world." greedily, with or without images: on llama-server
+(``vision_gguf``, LLaVA-style) each image adds 16 prompt tokens, on vLLM (``vision_hf_model``, Idefics3-style) 20.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients.testing import VISION_IMAGE_TOKENS, EngineServer
+from engine_clients.testing import VISION_IMAGE_TOKENS, VLLM_VISION_IMAGE_TOKENS, EngineServer
 
 
 def _png(width: int = 24, height: int = 16, rgb: tuple[int, int, int] = (200, 30, 60)) -> bytes:
@@ -249,16 +249,91 @@ def _data_url(png: bytes) -> str:
 
 # --- vLLM ----------------------------------------------------------------------------------------------------
 
+# The first test to use a vLLM fixture starts that server (minutes on 2 busy cores, beyond the default timeout).
+SLOW_START = pytest.mark.timeout(900)
 
+
+@SLOW_START
 def test_vllm_chat_with_image(vllm_vision_server: EngineServer) -> None:
     _assert_scripted(_chat(vllm_vision_server, _user(_image_part())))
 
 
+@SLOW_START
 def test_vllm_image_adds_prompt_tokens(vllm_vision_server: EngineServer) -> None:
     without = _chat(vllm_vision_server, _user())
     one = _chat(vllm_vision_server, _user(_image_part()))
     two = _chat(vllm_vision_server, _user(_image_part(), _image_part()))
     _assert_scripted(without)
+    _assert_scripted(two)
     base = without["usage"]["prompt_tokens"]
-    assert one["usage"]["prompt_tokens"] - base == VISION_IMAGE_TOKENS + pytest.approx(0, abs=2)
-    assert two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"]
+    assert one["usage"]["prompt_tokens"] == base + VLLM_VISION_IMAGE_TOKENS
+    assert two["usage"]["prompt_tokens"] == base + 2 * VLLM_VISION_IMAGE_TOKENS
+
+
+@SLOW_START
+def test_vllm_tokenize_counts_image_tokens(vllm_vision_server: EngineServer) -> None:
+    """``/tokenize`` with chat messages expands images the same way as a request does."""
+    url = f"{vllm_vision_server.base_url}/tokenize"
+    body = {"model": vllm_vision_server.model, "messages": _user(_image_part())}
+    response = httpx.post(url, json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    expected = _chat(vllm_vision_server, _user(_image_part()))["usage"]["prompt_tokens"]
+    assert response.json()["count"] == expected
+
+
+@SLOW_START
+def test_vllm_image_chat_is_deterministic_and_bounded(vllm_vision_server: EngineServer) -> None:
+    messages = _user(_image_part(_data_url(_png(40, 40, (10, 200, 10)))))
+    assert _chat(vllm_vision_server, messages)["choices"] == _chat(vllm_vision_server, messages)["choices"]
+    body = _chat(vllm_vision_server, messages, max_tokens=2)
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["choices"][0]["message"]["content"] == " Hello world"
+    assert body["usage"]["completion_tokens"] == 2
+
+
+@SLOW_START
+def test_vllm_limit_mm_per_prompt(vllm_vision_server: EngineServer) -> None:
+    response = _post_chat(vllm_vision_server, _user(_image_part(), _image_part(), _image_part()))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "message": "At most 2 image(s) may be provided in one prompt. (parameter=image)",
+            "type": "BadRequestError",
+            "param": "image",
+            "code": 400,
+        }
+    }
+
+
+@SLOW_START
+def test_vllm_vision_model_refuses_audio(vllm_vision_server: EngineServer) -> None:
+    audio = {"type": "input_audio", "input_audio": {"data": PNG_B64, "format": "wav"}}
+    response = _post_chat(vllm_vision_server, _user(audio))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == "At most 0 audio(s) may be provided in one prompt. (parameter=audio)"
+    assert error["param"] == "audio"
+
+
+@SLOW_START
+def test_vllm_undecodable_image(vllm_vision_server: EngineServer) -> None:
+    bad = "data:image/png;base64," + base64.b64encode(b"not an image").decode()
+    response = _post_chat(vllm_vision_server, _user(_image_part(bad)))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"].startswith("Failed to load image: cannot identify image file")
+    assert error["type"] == "BadRequestError"
+
+
+@SLOW_START
+def test_vllm_text_only_server_refuses_image(vllm_server: EngineServer) -> None:
+    response = _post_chat(vllm_server, _user(_image_part()))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "message": f"{vllm_server.model} is not a multimodal model",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+    }
