@@ -17,7 +17,7 @@ from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
 from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
-from engine_clients import End, LlamaCppClient, Token, UnsupportedInputError
+from engine_clients import End, LlamaCppClient, Token, UnsupportedInputError, VLLMClient
 from engine_clients.testing import VISION_IMAGE_TOKENS, EngineServer
 from tests.integration.test_vision_servers import PNG, PNG_B64
 
@@ -104,6 +104,19 @@ def test_vision_server_refuses_audio(llama_vision_server: EngineServer) -> None:
     with LlamaCppClient(llama_vision_server.base_url) as client, pytest.raises(UnsupportedInputError) as info:
         client.chat(_user(audio), max_tokens=4)
     assert info.value.kind == "audio"
+
+
+def test_vllm_client_sends_a_local_image(vllm_vision_server: EngineServer, png_file: Path) -> None:
+    with VLLMClient(vllm_vision_server.base_url) as client:
+        text = client.chat(_user(), max_tokens=16, temperature=0)
+        image = client.chat(_user({"type": "image", "path": str(png_file)}), max_tokens=16, temperature=0)
+        info = client.info()
+    assert image.content == HELLO
+    assert text.usage is not None and image.usage is not None
+    # the image's 16 tokens, plus the placeholder text vLLM's chat template writes for it (20 in all, seen here)
+    assert VISION_IMAGE_TOKENS <= image.usage.prompt_tokens - text.usage.prompt_tokens <= VISION_IMAGE_TOKENS + 8
+    assert info.image_inputs is None  # vLLM's /v1/models does not say
+    assert info.structured_output is True
 
 
 # ---- LangChain ---------------------------------------------------------------------------------------------
