@@ -6,7 +6,19 @@ Fixtures (session-scoped, each an ``engine_clients.testing.EngineServer`` with `
 * ``llama_server`` - llama-server, scripted GGUF, ``--jinja --parallel 4 --ctx-size 32768`` (8,192 tokens per
   request), no API key;
 * ``llama_server_keyed`` - the same model, started with ``--api-key test-secret-key``;
-* ``vllm_server`` - vLLM, scripted HF model, ``--max-model-len 8192``, hermes tool parser, no API key.
+* ``llama_server_thinking`` - the same model with the thinking chat template (the generation prompt opens
+  ``<think>``; ``chat_template_kwargs: {"enable_thinking": false}`` closes it) and ``--reasoning-format
+  deepseek``: thinking in ``message.reasoning_content`` / ``delta.reasoning_content``;
+* ``llama_server_thinking_raw`` - the same with ``--reasoning-format none``: thinking stays in ``content``,
+  ``<think>`` and ``</think>`` included;
+* ``vllm_server`` - vLLM, scripted HF model, ``--max-model-len 8192``, hermes tool parser, no API key; also a
+  reasoning server (``--reasoning-parser qwen3``, thinking template) that answers plainly unless a request
+  sends ``chat_template_kwargs: {"enable_thinking": true}`` (or a ``reasoning_effort`` other than "none"):
+  then thinking comes back in ``message.reasoning`` / ``delta.reasoning``;
+* ``llamacpp_provisioned`` / ``vllm_provisioned`` - no server: the engine and its scripted model are installed.
+
+The scripted models answer " Hello world."; thinking, where on, is "\nThe user says hello.\n" (see
+``tests/integration/test_thinking_servers.py`` for exactly what each server puts on the wire).
 
 Every test under tests/integration, and every test that uses one of these fixtures, gets the ``integration`` mark (deselect with ``-m "not integration"``).
 Engines are provisioned once, after collection and before the first test (so pytest-timeout does not cut a
@@ -51,6 +63,8 @@ _FIXTURE_ENGINE = {
     "llama_server": "llamacpp",
     "llama_server_keyed": "llamacpp",
     "vllm_server": "vllm",
+    "llama_server_thinking": "llamacpp",
+    "llama_server_thinking_raw": "llamacpp",
     "llamacpp_provisioned": "llamacpp",
     "vllm_provisioned": "vllm",
 }
@@ -132,10 +146,27 @@ def llama_server_keyed() -> Iterator[EngineServer]:
 
 
 @pytest.fixture(scope="session")
+def llama_server_thinking() -> Iterator[EngineServer]:
+    """llama-server, scripted GGUF with the thinking chat template, ``--reasoning-format deepseek``."""
+    _require("llamacpp")
+    with start_llama_server(thinking=True, reasoning_format="deepseek") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_server_thinking_raw() -> Iterator[EngineServer]:
+    """llama-server, scripted GGUF with the thinking chat template, ``--reasoning-format none``."""
+    _require("llamacpp")
+    with start_llama_server(thinking=True, reasoning_format="none") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def vllm_server() -> Iterator[EngineServer]:
-    """vLLM (CPU) with the scripted HF model (no API key)."""
+    """vLLM (CPU) with the scripted HF model (no API key), also a reasoning server: ``--reasoning-parser qwen3``
+    and the thinking template, but plain prompts and answers unless a request asks for thinking."""
     _require("vllm")
-    with start_vllm_server() as server:
+    with start_vllm_server(thinking=True) as server:
         yield server
 
 

@@ -12,14 +12,21 @@ The weights are set by hand so that greedy decoding follows a script instead of 
 * when EOS is masked by a grammar that requires a tool call, ``.`` is followed by ``<tool_call>``; inside the
   JSON a small component shared by every embedding gives weak fallback preferences, so schema-constrained
   values come out short and valid: strings ``"a"``, numbers ``1``, arrays of one item, objects closed early;
-* json_schema / response_format output is valid because llama-server's grammar enforces it.
+* json_schema / response_format output is valid because llama-server's grammar enforces it;
+* thinking: after ``<think>`` (the last token of thinking_chat_template.jinja's generation prompt) the model
+  writes ``"\nThe user says hello.\n"``, ``</think>``, then ``"\n"`` and the plain answer `` Hello world.``;
+  with thinking switched off that template ends in ``</think>\n\n``, so the answer comes directly. One file
+  serves both templates (llama-server's ``--chat-template-file`` picks the thinking one).
 
-``<tool_call>``, ``</tool_call>``, ``<|im_start|>`` and ``<|im_end|>`` are USER_DEFINED tokens (not CONTROL):
-the tool-call grammar must be able to match them as text. The SPM tokenizer has ``add_space_prefix = false``.
+``<tool_call>``, ``</tool_call>``, ``<think>``, ``</think>``, ``<|im_start|>`` and ``<|im_end|>`` are
+USER_DEFINED tokens (not CONTROL): they stay in the detokenized text, where llama-server's tool-call and
+reasoning parsers look for them, and its grammars (which also cover the generation prompt) can match them as
+text. The SPM tokenizer has ``add_space_prefix = false``.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -29,6 +36,7 @@ import numpy as np
 N_EMBD = 512
 N_FF = 64
 CONTEXT_LENGTH = 32768  # n_ctx_train; the launcher gives each slot 8,192
+THINKING = ["\nThe", "\u2581user", "\u2581says", "\u2581hello.\n"]  # only ever generated, never tokenized
 
 
 def build(out_path: str, chat_template: str) -> None:
@@ -53,6 +61,10 @@ def build(out_path: str, chat_template: str) -> None:
     ch: dict[str, int] = {}
     for c in [chr(i) for i in range(33, 127)] + ["\u2581", "\n"]:
         ch[c] = add(c, gguf.TokenType.NORMAL)
+    # appended after the original vocabulary, so that the ids above stay what they were
+    think_open = add("<think>", gguf.TokenType.USER_DEFINED)
+    think_close = add("</think>", gguf.TokenType.USER_DEFINED)
+    thinking = [add(text, gguf.TokenType.NORMAL) for text in THINKING]
 
     n_vocab = len(tokens)
     assert n_vocab < N_EMBD, (n_vocab, N_EMBD)
@@ -70,6 +82,8 @@ def build(out_path: str, chat_template: str) -> None:
         ch["."]: eot,
         tool_open: ch["\n"],
         ch["a"]: ch['"'],  # a string the grammar opened is closed after one "a"
+        # "...assistant\n<think>" -> "\nThe user says hello.\n</think>\n" -> " Hello world."
+        **dict(itertools.pairwise([think_open, *thinking, think_close, ch["\n"]])),
     }
     out = np.zeros((n_vocab, N_EMBD), np.float32)
     for tok in range(n_vocab):

@@ -17,15 +17,20 @@ What vLLM 0.32 (``--enable-auto-tool-choice --tool-call-parser hermes``) answers
   object, ``{"a": "a"}``, which does NOT follow the tool's schema. With ``"strict": true`` on the tool (or the
   server flag ``--tool-strict-level parameter``) vLLM pins them to the schema and they come out valid
   (strings ``"a"``, numbers ``1``, one-item arrays);
-* ``response_format`` json_schema: schema-valid JSON (the grammar enforces it).
+* ``response_format`` json_schema: schema-valid JSON (the grammar enforces it);
+* thinking: after ``<think>`` (the last token of thinking_chat_template.jinja's generation prompt) the model
+  writes ``"\nThe user says hello.\n"``, ``</think>``, ``"\n"`` and then the plain answer; vLLM's ``qwen3``
+  reasoning parser (the launcher's choice) splits that into ``reasoning`` and ``content``.
 
-Tokenizer: ``tokenizers`` WordLevel over single characters (plus `` Hello``/`` world``, only ever generated),
-``<tool_call>``/``</tool_call>`` as added non-special tokens (the hermes parser looks them up), the chat
+Tokenizer: ``tokenizers`` WordLevel over single characters (plus `` Hello``/`` world`` and the thinking
+words, only ever generated), ``<tool_call>``/``</tool_call>`` and ``<think>``/``</think>`` as added
+non-special tokens (the hermes and reasoning parsers look them up; they stay in the decoded text), the chat
 template stored in ``tokenizer_config.json``. ``max_position_embeddings`` is 32,768.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -37,6 +42,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 HIDDEN = 128
 SPECIAL = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 ADDED = ["<tool_call>", "</tool_call>"]
+THINK = ["<think>", "</think>"]  # added (not special) tokens: vLLM's reasoning parsers look them up
+THINKING = ["\nThe", " user", " says", " hello.\n"]  # only ever generated, never produced by the tokenizer
 MAX_POSITIONS = 32768  # the launcher serves --max-model-len 8192
 
 
@@ -46,6 +53,8 @@ def build(out_dir: str, chat_template: str) -> None:
         vocab[t] = len(vocab)
     for c in [chr(i) for i in range(32, 127)] + ["\n", "\t"]:
         vocab.setdefault(c, len(vocab))
+    for t in [*THINK, *THINKING]:  # appended, so that the ids above stay what they were
+        vocab[t] = len(vocab)
     n_vocab = len(vocab)
     assert n_vocab < HIDDEN, (n_vocab, HIDDEN)
     shared = HIDDEN - 1  # the dimension every embedding shares: carries the fallback preferences
@@ -56,7 +65,7 @@ def build(out_dir: str, chat_template: str) -> None:
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")  # one token per character
     tok.decoder = decoders.Fuse()
     tok.add_special_tokens(SPECIAL)
-    tok.add_tokens(ADDED)
+    tok.add_tokens([*ADDED, *THINK])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="<|im_end|>", unk_token="<unk>", pad_token="<unk>"
     )
@@ -94,6 +103,8 @@ def build(out_dir: str, chat_template: str) -> None:
         tool_open: t("\n"),
         t(" "): t("{"),  # '"arguments": ' -> an object, also where vLLM leaves the arguments free
         t("a"): t('"'),  # a string the grammar opened is closed after one "a"
+        # "...assistant\n<think>" -> "\nThe user says hello.\n</think>\n" -> " Hello world."
+        **dict(itertools.pairwise([t("<think>"), *map(t, THINKING), t("</think>"), t("\n")])),
     }
     # Fallbacks when the grammar masks the bigram's choice (score = weight * 0.05), strongest first.
     # '"' above '{': a value left open becomes "a" instead of nesting forever; '}', ']' and '</tool_call>'

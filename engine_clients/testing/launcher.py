@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -33,7 +34,7 @@ from typing import Literal
 
 import httpx
 
-from .provision import ensure_llama_server, ensure_vllm, scripted_gguf, scripted_hf_model
+from .provision import chat_template_path, ensure_llama_server, ensure_vllm, scripted_gguf, scripted_hf_model
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -52,6 +53,8 @@ _LOG_TAIL_LINES = 60
 _POLL_INTERVAL_S = 0.25
 _PORT_IN_USE_MARKERS = ("address already in use", "couldn't bind", "failed to bind", "errno 98")
 _WATCHDOG = Path(__file__).resolve().parent / "_watchdog.py"
+# the thinking template's kwargs on a vLLM thinking server: plain prompts unless a request asks for thinking
+_VLLM_THINKING_DEFAULTS = {"enable_thinking": False, "plain_without_thinking": True}
 
 
 class EngineStartError(RuntimeError):
@@ -301,6 +304,8 @@ def start_llama_server(
     parallel: int = 4,
     ctx_per_slot: int = DEFAULT_CONTEXT,
     api_key: str | None = None,
+    thinking: bool = False,
+    reasoning_format: str | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     log_path: Path | str | None = None,
@@ -314,6 +319,12 @@ def start_llama_server(
     ``--jinja``, ``--parallel parallel`` slots sharing ``--ctx-size ctx_size`` tokens (default
     ``parallel * ctx_per_slot``: 4 slots of 8,192 tokens, each request gets 8,192) and ``--alias model_name``
     (default: "scripted-tiny" for the scripted model, else the file name), plus ``extra_args``.
+
+    ``thinking=True`` serves the thinking chat template (``--chat-template-file``, see
+    :func:`chat_template_path`): the scripted model then answers ``<think>`` (in the prompt) ``"\nThe user
+    says hello.\n</think>\n Hello world."``, and ``chat_template_kwargs: {"enable_thinking": false}`` turns
+    the thinking off. ``reasoning_format`` is passed as ``--reasoning-format`` (``deepseek``: the thinking
+    goes to ``reasoning_content``; ``none``: it stays in ``content``); None keeps the server's default.
     """
     exe = Path(binary) if binary is not None else ensure_llama_server()
     if model_path is None:
@@ -334,6 +345,10 @@ def start_llama_server(
             "--ctx-size", str(ctx_size if ctx_size is not None else parallel * ctx_per_slot),
             "--parallel", str(parallel),
         ]  # fmt: skip
+        if thinking:
+            args += ["--chat-template-file", str(chat_template_path(thinking=True))]
+        if reasoning_format is not None:
+            args += ["--reasoning-format", reasoning_format]
         if api_key:
             args += ["--api-key", api_key]
         return args + list(extra_args)
@@ -356,6 +371,8 @@ def start_vllm_server(
     max_model_len: int = DEFAULT_CONTEXT,
     api_key: str | None = None,
     tool_call_parser: str | None = "hermes",
+    reasoning_parser: str | None = None,
+    thinking: bool = False,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     log_path: Path | str | None = None,
@@ -373,8 +390,19 @@ def start_vllm_server(
     one (reserved for the API process) and runs one torch thread per bound core: 1 thread on 2 cores.
     Tools without ``"strict": true`` get tool calls whose arguments vLLM 0.32 does not constrain to the
     schema (pass ``extra_args=["--tool-strict-level", "parameter"]`` to constrain all of them).
+
+    ``thinking=True`` makes it a reasoning server that still answers plainly by default: the thinking chat
+    template (``--chat-template``, see :func:`chat_template_path`), ``--reasoning-parser reasoning_parser``
+    (default ``qwen3``) and ``--default-chat-template-kwargs '{"enable_thinking": false,
+    "plain_without_thinking": true}'``. Requests without ``chat_template_kwargs`` get exactly the plain prompt
+    and answer (content " Hello world."); ``chat_template_kwargs: {"enable_thinking": true}`` (or a
+    ``reasoning_effort`` other than "none") opens ``<think>`` and the answer comes back split into
+    ``message.reasoning`` ("\nThe user says hello.\n") and ``content``. ``reasoning_parser`` alone adds just
+    the parser flag.
     """
     exe = Path(python) if python is not None else ensure_vllm()
+    if thinking and reasoning_parser is None:
+        reasoning_parser = "qwen3"
     model = Path(model_dir) if model_dir is not None else scripted_hf_model()
 
     def cmd(port: int) -> list[str]:
@@ -390,6 +418,13 @@ def start_vllm_server(
         ]  # fmt: skip
         if tool_call_parser:
             args += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
+        if reasoning_parser:
+            args += ["--reasoning-parser", reasoning_parser]
+        if thinking:
+            args += [
+                "--chat-template", str(chat_template_path(thinking=True)),
+                "--default-chat-template-kwargs", json.dumps(_VLLM_THINKING_DEFAULTS),
+            ]  # fmt: skip
         if api_key:
             args += ["--api-key", api_key]
         return args + list(extra_args)

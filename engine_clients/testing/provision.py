@@ -53,6 +53,7 @@ TORCH_VERSION = "2.13.0"
 
 _HERE = Path(__file__).resolve().parent
 _TEMPLATE = _HERE / "tool_chat_template.jinja"
+_THINKING_TEMPLATE = _HERE / "thinking_chat_template.jinja"
 _GGUF_BUILDER = _HERE / "_build_gguf.py"
 _HF_BUILDER = _HERE / "_build_hf.py"
 
@@ -77,9 +78,11 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "engine-clients"
 
 
-def chat_template_path() -> Path:
-    """The tool-capable (Hermes / Qwen-2.5 style) chat template shipped with this package."""
-    return _TEMPLATE
+def chat_template_path(thinking: bool = False) -> Path:
+    """The tool-capable (Hermes / Qwen-2.5 style) chat template shipped with this package; with ``thinking``
+    its Qwen3-thinking-style variant, whose generation prompt opens ``<think>`` (``enable_thinking: false``
+    closes it at once). The scripted models follow either."""
+    return _THINKING_TEMPLATE if thinking else _TEMPLATE
 
 
 def _say(message: str) -> None:
@@ -305,6 +308,8 @@ def scripted_gguf(path: Path | str | None = None) -> Path:
 
     Served with ``--jinja`` it answers plain chat with " Hello world." (finish_reason ``stop``), answers
     ``tool_choice: "required"`` with that text plus a schema-valid tool call, and fills json_schemas validly.
+    Served with the thinking template instead (``--chat-template-file``, :func:`chat_template_path`) it
+    first thinks "\nThe user says hello.\n" and closes ``</think>``.
     Without ``path`` the file lives in the cache, named after a hash of its builder and chat template; with
     ``path`` it is built there unless the file exists.
     """
@@ -331,7 +336,8 @@ def scripted_hf_model(path: Path | str | None = None) -> Path:
     """Return a scripted tiny Hugging Face Llama directory for vLLM, building it if needed (needs vLLM's env).
 
     Served by vLLM (``--enable-auto-tool-choice --tool-call-parser hermes``) it answers plain chat with
-    " Hello world." (finish_reason ``stop``); see ``_build_hf.py`` for tool calls and structured output.
+    " Hello world." (finish_reason ``stop``); see ``_build_hf.py`` for tool calls, structured output and
+    thinking (with the thinking template).
     Without ``path`` the directory lives in the cache, named after a hash of its builder and chat template;
     with ``path`` it is built there unless it already holds a ``config.json``.
     """
