@@ -125,8 +125,12 @@ def check_async_only(llm: EngineLLM, mode: str) -> None:
 def check_usage(expect: Expect, response: ChatResponse | CompletionResponse) -> None:
     raw = response.raw
     assert isinstance(raw, dict)
+    # every whole answer carries its timings (seconds), the same in raw and additional_kwargs
+    extra = dict(response.additional_kwargs)
+    timings = extra.pop("timings", None)
+    assert timings is not None and timings == raw["timings"] and timings["total_time"] >= 0
     if not expect.has_usage:
-        assert raw["usage"] is None and response.additional_kwargs == {}
+        assert raw["usage"] is None and extra == {}
         return
     usage = raw["usage"]
     assert usage is not None
@@ -135,7 +139,7 @@ def check_usage(expect: Expect, response: ChatResponse | CompletionResponse) -> 
     else:
         assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     # the keys llama-index-llms-openai reports, read by TokenCountingHandler
-    assert response.additional_kwargs == {
+    assert extra == {
         "prompt_tokens": usage["prompt_tokens"],
         "completion_tokens": usage["completion_tokens"],
         "total_tokens": usage["total_tokens"],
