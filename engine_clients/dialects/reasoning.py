@@ -6,7 +6,8 @@ Feed content pieces in order, get back ``(reasoning, answer)`` pieces; :meth:`Th
 the end releases what was held back. The rules, with ``tags = ThinkTags(open, close, implicit_open)``:
 
 - Output that starts (after optional whitespace) with ``open`` is reasoning until ``close``; the
-  whitespace before ``open`` and right after ``close`` is dropped, both tags are removed, and everything
+  whitespace around ``open`` and right after ``close`` is dropped (so an empty think block, as templates
+  emit when thinking is off, leaves no reasoning at all), both tags are removed, and everything
   after the block is answer, passed through unchanged (later tags in the answer are answer text).
 - Output that does not start with ``open`` is answer, unless a *bare* ``close`` follows with no ``open``
   before it: then everything before that ``close`` was reasoning (the chat template had already opened
@@ -48,7 +49,7 @@ class ThinkTags:
 
 DEFAULT_THINK_TAGS = ThinkTags()
 
-_START, _MAYBE, _THINK, _AFTER, _ANSWER = range(5)  # states
+_START, _MAYBE, _THINK, _AFTER, _ANSWER, _LEAD = range(6)  # states; _LEAD: whitespace opening the reasoning
 SLOW, FAST_ANSWER, FAST_REASONING, PASS = range(4)  # values of ThinkSplitter.fast
 
 
@@ -88,7 +89,7 @@ class ThinkSplitter:
     @property
     def thinking(self) -> bool:
         """Inside the reasoning now."""
-        return self.state == _THINK or (self.state == _START and self.implicit)
+        return self.state in (_THINK, _LEAD) or (self.state == _START and self.implicit)
 
     def feed(self, text: str) -> tuple[str, str]:
         """The next content piece in, ``(reasoning, answer)`` out (either may be empty)."""
@@ -101,6 +102,8 @@ class ThinkSplitter:
         """The output ended: whatever was held back, as ``(reasoning, answer)``."""
         held, self.held = self.held, ""
         self._settle()
+        if self.state == _START and self.implicit:
+            held = held.lstrip()  # whitespace opening the reasoning is dropped
         return (held, "") if self.thinking else ("", held)
 
     def server_parsed(self) -> bool:
@@ -128,12 +131,16 @@ class ThinkSplitter:
             if state == _START:
                 rest = buf.lstrip()
                 if rest.startswith(self.open):
-                    self.state, buf = _THINK, rest[len(self.open) :]
+                    self.state, buf = _LEAD, rest[len(self.open) :]
                 elif not rest or self.open.startswith(rest):
                     self.held = buf  # whitespace or a partial open tag: undecided
                     break
                 else:
-                    self.state = _THINK if self.implicit else _MAYBE
+                    self.state = _LEAD if self.implicit else _MAYBE
+            elif state == _LEAD:
+                buf = buf.lstrip()
+                if buf:
+                    self.state = _THINK
             elif state == _THINK:
                 i = buf.find(self.close)
                 if i >= 0:

@@ -114,7 +114,7 @@ def test_plain_answer_has_no_reasoning(engine: str) -> None:
 def test_think_tags_in_content_are_split_when_the_server_did_not(engine: str) -> None:
     respx.post(CHAT).mock(return_value=httpx.Response(200, json=answer("<think>\nhmm\n</think>\n\nYes.")))
     result = client(engine).chat("hi")
-    assert (result.reasoning, result.content) == ("\nhmm\n", "Yes.")
+    assert (result.reasoning, result.content) == ("hmm\n", "Yes.")
     respx.post(CHAT).mock(return_value=httpx.Response(200, json=answer("hmm</think>Yes.")))  # no open tag
     result = client(engine).chat("hi")
     assert (result.reasoning, result.content) == ("hmm", "Yes.")
@@ -194,7 +194,7 @@ def test_stream_think_tags_split_across_chunks(engine: str, mode: str) -> None:
     respx.post(CHAT).mock(return_value=event_stream(body))
     events = stream(client(engine), mode, "hi")
     thought, said = "".join(texts(events, Reasoning)), "".join(texts(events, Token))
-    assert (thought, said) == ("\nStep 1 < 2", "Answer")
+    assert (thought, said) == ("Step 1 < 2", "Answer")
     assert "think" not in said and "<" not in said
     assert (events[-1].reasoning, events[-1].content) == (thought, said)
 

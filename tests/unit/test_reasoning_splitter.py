@@ -30,11 +30,13 @@ def reference(text: str, tags: ThinkTags) -> tuple[str, str]:
     o, c = tags.open, tags.close
     rest = text.lstrip()
     if rest.startswith(o):
-        body = rest[len(o) :]
+        body = rest[len(o) :].lstrip()
         i = body.find(c)
         return (body, "") if i < 0 else (body[:i], body[i + len(c) :].lstrip())
     i, j = text.find(c), text.find(o)
     if tags.implicit_open:
+        text = text.lstrip()
+        i = text.find(c)
         return (text, "") if i < 0 else (text[:i], text[i + len(c) :].lstrip())
     if i >= 0 and (j < 0 or i < j):  # a bare close tag: all before it was reasoning
         return text[:i], text[i + len(c) :].lstrip()
@@ -70,7 +72,8 @@ def splits(text: str, n: int) -> list[list[str]]:
 
 CASES = [
     ("<think>abc</think>\n\nThe answer.", "abc", "The answer."),
-    ("  \n<think>\nlet me see</think>Yes", "\nlet me see", "Yes"),
+    ("  \n<think>\nlet me see</think>Yes", "let me see", "Yes"),
+    ("<think>\n\n</think>\n\nHello.", "", "Hello."),  # thinking off: the template's empty block
     ("no thinking at all", "", "no thinking at all"),
     ("I thought</think>  Done", "I thought", "Done"),  # missing opening tag
     ("<think>cut off by max_tokens", "cut off by max_tokens", ""),
@@ -143,7 +146,8 @@ def test_custom_tags() -> None:
 
 def test_fast_path_passes_pieces_whole() -> None:
     splitter = ThinkSplitter()
-    splitter.feed("<think>")
+    splitter.feed("<think>\n")  # whitespace opening the reasoning is dropped, then the fast path
+    splitter.feed("Hm")
     assert splitter.fast == ThinkSplitter.REASONING
     piece = "a long piece of reasoning with no tag character"
     r, a = splitter.feed(piece)
