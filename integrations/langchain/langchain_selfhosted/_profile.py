@@ -2,14 +2,15 @@
 
 ``profile`` is a field langchain-core sets while the model is constructed, when no server must be contacted.
 So the model gets a :class:`LazyProfile`: a dict that asks the server (``client.info()``, once) the first time
-anything reads a key, its length or its truth value (``create_agent`` reads
-``profile.get("structured_output")`` to choose ``ProviderStrategy``). A server that cannot be reached leaves
-it empty and is asked again next time.
+a key is looked up (``get``, ``[]``, ``in``; ``create_agent`` reads ``profile.get("structured_output")`` to
+choose ``ProviderStrategy``). Iterating, ``len`` and truth show what has been read so far, without asking:
+langchain-core's serialization (tracing) tests the field's truth on every call. A server that cannot be
+reached leaves it empty and is asked again next time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.language_models.model_profile import ModelProfile
@@ -69,30 +70,6 @@ class LazyProfile(dict):  # type: ignore[type-arg]
     def __contains__(self, key: object) -> bool:
         self._load()
         return super().__contains__(key)
-
-    def __iter__(self) -> Iterator[Any]:
-        self._load()
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self._load()
-        return super().__len__()
-
-    def keys(self) -> Any:
-        self._load()
-        return super().keys()
-
-    def items(self) -> Any:
-        self._load()
-        return super().items()
-
-    def values(self) -> Any:
-        self._load()
-        return super().values()
-
-    def copy(self) -> dict[Any, Any]:
-        self._load()
-        return dict(super().items())
 
     def __repr__(self) -> str:
         return f"LazyProfile({super().__repr__()}{', not read yet' if self._loader else ''})"
