@@ -36,10 +36,7 @@ __all__ = ["RAY_VERSION", "ensure_ray", "project_root", "ray_python", "run_ray_j
 
 RAY_VERSION = "2.60.0"
 
-_RAY_PROBE = (
-    "import ray, ray.data, engine_clients, langchain_selfhosted\n"
-    "print(ray.__version__)\n"
-)
+_RAY_PROBE = "import ray, ray.data, engine_clients, langchain_selfhosted\nprint(ray.__version__)\n"
 
 
 def project_root() -> Path:
