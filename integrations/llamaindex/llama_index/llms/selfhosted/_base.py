@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import httpx
 from llama_index.core.base.llms.types import (
@@ -27,20 +27,12 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, ValidationError
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
-from llama_index.core.instrumentation.events.llm import (
-    LLMStructuredPredictEndEvent,
-    LLMStructuredPredictStartEvent,
-)
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
-from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
-from llama_index.core.program.streaming_utils import process_streaming_content_incremental
-from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
-from llama_index.core.types import Model, PydanticProgramMode
 
 from engine_clients import (
     PROBE_TIMEOUT,
@@ -66,9 +58,9 @@ from ._convert import (
     to_engine_messages,
     tool_selections,
 )
+from ._structured import StructuredOutputLLM
 
 if TYPE_CHECKING:
-    from llama_index.core.program.utils import FlexibleModel
     from llama_index.core.tools.types import BaseTool
 
 __all__ = ["COMMON_PARAMS", "EngineClient", "EngineLLM"]
@@ -162,7 +154,7 @@ def _context_window(info: EngineInfo | None, num_output: int) -> int:
     return total or prompt_limit or DEFAULT_CONTEXT_WINDOW
 
 
-class EngineLLM(FunctionCallingLLM, CustomLLM):
+class EngineLLM(StructuredOutputLLM, CustomLLM):
     """A LlamaIndex ``FunctionCallingLLM`` (and ``CustomLLM``) over a self-hosted inference server.
 
     Use :class:`~llama_index.llms.selfhosted.TGI`, :class:`~llama_index.llms.selfhosted.VLLM` or
@@ -298,7 +290,7 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         ``client`` (an ``engine_clients`` client or ``EnginePool``). ``http_client``/``async_http_client``
         are passed to the client, and used by the detection probes (custom transports, proxies, test mocks).
         Nothing is sent until the first call."""
-        super().__init__(base_url=base_url, **kwargs)
+        super().__init__(**{"base_url": base_url, **kwargs})  # the fields are declared on this class
         fixed = self.fixed_engine()
         if self.engine is not None:
             self.engine = _canonical(self.engine)
@@ -705,108 +697,3 @@ class EngineLLM(FunctionCallingLLM, CustomLLM):
         if not selections and error_on_no_tool_call:
             raise ValueError("Expected at least one tool call, but got 0 tool calls.")
         return selections
-
-    # -- structured output through constrained decoding ------------------------------------------------
-    def _constrained(self) -> bool:
-        return self.pydantic_program_mode == PydanticProgramMode.DEFAULT
-
-    def _structured_request(
-        self,
-        output_cls: type[Model],
-        prompt: BasePromptTemplate,
-        llm_kwargs: dict[str, Any] | None,
-        prompt_args: dict[str, Any],
-    ) -> tuple[list[ChatMessage], dict[str, Any]]:
-        messages = self._extend_messages(prompt.format_messages(llm=self, **prompt_args))
-        kwargs = {k: v for k, v in (llm_kwargs or {}).items() if k not in ("tools", "tool_choice")}
-        kwargs["response_format"] = output_cls
-        return messages, kwargs
-
-    def _parse_structured(self, output_cls: type[Model], response: ChatResponse) -> Model:
-        text = response.message.content or ""
-        try:
-            return output_cls.model_validate_json(text)
-        except ValidationError as exc:
-            finish = response.raw.get("finish_reason") if isinstance(response.raw, dict) else None
-            raise ValueError(
-                f"{type(self).__name__} output is not a valid {output_cls.__name__} "
-                f"(finish_reason={finish!r}): {text[:500]!r}"
-            ) from exc
-
-    def structured_predict(
-        self,
-        output_cls: type[Model],
-        prompt: PromptTemplate,
-        llm_kwargs: dict[str, Any] | None = None,
-        **prompt_args: Any,
-    ) -> Model:
-        """``output_cls`` from the prompt, the engine constraining decoding to its JSON schema."""
-        if not self._constrained():
-            out = super().structured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
-            return cast(Model, out)
-        dispatcher.event(
-            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
-        )
-        messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        result = self._parse_structured(output_cls, self.chat(messages, **kwargs))
-        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
-        return result
-
-    async def astructured_predict(
-        self,
-        output_cls: type[Model],
-        prompt: PromptTemplate,
-        llm_kwargs: dict[str, Any] | None = None,
-        **prompt_args: Any,
-    ) -> Model:
-        if not self._constrained():
-            out = await super().astructured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
-            return cast(Model, out)
-        dispatcher.event(
-            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
-        )
-        messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        result = self._parse_structured(output_cls, await self.achat(messages, **kwargs))
-        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
-        return result
-
-    def _structured_stream_call(
-        self,
-        output_cls: type[Model],
-        prompt: PromptTemplate,
-        llm_kwargs: dict[str, Any] | None = None,
-        **prompt_args: Any,
-    ) -> Generator[Model | list[Model] | FlexibleModel | list[FlexibleModel], None, None]:
-        # used by stream_structured_predict, which emits the start/progress/end events
-        if not self._constrained():
-            return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
-        messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        responses = self.stream_chat(messages, **kwargs)
-
-        def gen() -> Generator[Model | FlexibleModel, None, None]:
-            current: Model | FlexibleModel | None = None
-            for response in responses:
-                current = process_streaming_content_incremental(response, output_cls, current)
-                yield current
-
-        return gen()
-
-    async def _structured_astream_call(
-        self,
-        output_cls: type[Model],
-        prompt: PromptTemplate,
-        llm_kwargs: dict[str, Any] | None = None,
-        **prompt_args: Any,
-    ) -> AsyncGenerator[Model | list[Model] | FlexibleModel | list[FlexibleModel], None]:
-        if not self._constrained():
-            return await super()._structured_astream_call(output_cls, prompt, llm_kwargs, **prompt_args)
-        messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        responses = await self.astream_chat(messages, **kwargs)
-
-        async def gen() -> AsyncGenerator[Model | FlexibleModel, None]:
-            current: Model | FlexibleModel | None = None
-            async for response in responses:
-                current = process_streaming_content_incremental(response, output_cls, current)
-                yield current
-
-        return gen()
