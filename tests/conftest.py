@@ -182,6 +182,28 @@ def vllm_provisioned() -> None:
     _require("vllm")
 
 
+# ---- the router tier and the Ray job (tests/integration/test_router.py, test_ray_batch.py) ----------------
+# Both tiers run llama-server replicas: their provisioning includes llama.cpp and the scripted GGUF.
+_PROVISIONERS["router-tier"] = lambda: (ensure_llama_server(), scripted_gguf(), ensure_vllm_router())
+_PROVISIONERS["ray-tier"] = lambda: (ensure_llama_server(), scripted_gguf(), ensure_ray())
+_FIXTURE_ENGINE["router_provisioned"] = "router-tier"
+_FIXTURE_ENGINE["ray_provisioned"] = "ray-tier"
+
+
+@pytest.fixture(scope="session")
+def router_provisioned() -> None:
+    """llama-server, the scripted GGUF and vllm-router (its own cached venv) are installed (skip, or fail
+    in CI, if they cannot be); no server."""
+    _require("router-tier")
+
+
+@pytest.fixture(scope="session")
+def ray_provisioned() -> None:
+    """llama-server, the scripted GGUF, and Ray Data with this project (the cached Ray venv) are installed
+    (skip, or fail in CI, if they cannot be); no server, no cluster."""
+    _require("ray-tier")
+
+
 # ---- the tiny vision model (tests/integration/test_vision_servers.py) ---------------------------------------
 # llama-server --mmproj: the scripted GGUF plus a LLaVA-style projector; vLLM: a tiny LlavaForConditionalGeneration.
 _PROVISIONERS["llamacpp-vision"] = lambda: (ensure_llama_server(), vision_gguf())
@@ -206,28 +228,6 @@ def vllm_vision_server() -> Iterator[EngineServer]:
     _require("vllm-vision")
     with start_vllm_vision_server() as server:
         yield server
-
-
-# ---- the router tier and the Ray job (tests/integration/test_router.py, test_ray_batch.py) ----------------
-# Both tiers run llama-server replicas: their provisioning includes llama.cpp and the scripted GGUF.
-_PROVISIONERS["router-tier"] = lambda: (ensure_llama_server(), scripted_gguf(), ensure_vllm_router())
-_PROVISIONERS["ray-tier"] = lambda: (ensure_llama_server(), scripted_gguf(), ensure_ray())
-_FIXTURE_ENGINE["router_provisioned"] = "router-tier"
-_FIXTURE_ENGINE["ray_provisioned"] = "ray-tier"
-
-
-@pytest.fixture(scope="session")
-def router_provisioned() -> None:
-    """llama-server, the scripted GGUF and vllm-router (its own cached venv) are installed (skip, or fail
-    in CI, if they cannot be); no server."""
-    _require("router-tier")
-
-
-@pytest.fixture(scope="session")
-def ray_provisioned() -> None:
-    """llama-server, the scripted GGUF, and Ray Data with this project (the cached Ray venv) are installed
-    (skip, or fail in CI, if they cannot be); no server, no cluster."""
-    _require("ray-tier")
 
 
 # ---- the scripted embedding and rerank models (tests/integration/test_embedding_servers.py) -----------------

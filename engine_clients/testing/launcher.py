@@ -414,6 +414,9 @@ def start_vllm_server(
             "--port", str(port),
             "--dtype", "float32",
             "--enforce-eager",
+            # usage.prompt_tokens_details.cached_tokens and per-request ``metrics`` (timings) on answers
+            "--enable-prompt-tokens-details",
+            "--enable-per-request-metrics",
             "--max-model-len", str(max_model_len),
         ]  # fmt: skip
         if tool_call_parser:
