@@ -19,8 +19,6 @@ under ``cache_root()/models``, named after a hash of their builder and the vocab
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,9 +30,9 @@ from .provision import (
     _locked,
     _run,
     _say,
+    build_hf_dir,
     cache_root,
     ensure_llama_server,
-    ensure_vllm,
     llamacpp_python,
 )
 
@@ -101,31 +99,9 @@ def scripted_hf_embed_model() -> Path:
     """The scripted Hugging Face embedding model for vLLM (``LlamaModel``, hidden 256, 4 heads of 64, one-hot
     embeddings, mean pooling + normalisation in its sentence-transformers files), built if needed."""
     target = cache_root() / "models" / f"scripted-embed-hf-{_fingerprint(_HF_BUILDER, _WORDS)}"
-    if (target / "config.json").is_file():
-        return target
-    python = ensure_vllm()
-    with _locked("models"):
-        if (target / "config.json").is_file():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _say(f"building scripted HF embedding model {target}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            _run(
-                [python, _HF_BUILDER, tmp],
-                prefix="hf-embed",
-                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-            )
-            if not (tmp / "config.json").is_file():
-                raise ProvisionError(f"{_HF_BUILDER.name} wrote no config.json")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.chmod(0o755)
-            tmp.rename(target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_hf_dir(
+        target, lambda tmp: [_HF_BUILDER, tmp], what="scripted HF embedding model", prefix="hf-embed"
+    )
 
 
 def start_llama_embed_server(

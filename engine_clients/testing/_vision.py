@@ -16,8 +16,6 @@ Greedy output stays the scripted `` Hello world.`` with or without images. Both 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,9 +29,9 @@ from .provision import (
     _locked,
     _run,
     _say,
+    build_hf_dir,
     cache_root,
     ensure_llama_server,
-    ensure_vllm,
     llamacpp_python,
     scripted_gguf,
     scripted_hf_model,
@@ -86,30 +84,9 @@ def vision_hf_model() -> Path:
     text_dir = scripted_hf_model()
     fp = _fingerprint(_VISION_BUILDER, _HF_BUILDER, _TEMPLATE)
     target = cache_root() / "models" / f"scripted-vision-hf-{fp}"
-    if (target / "config.json").is_file():
-        return target
-    python = ensure_vllm()
-    with _locked("models"):
-        if (target / "config.json").is_file():
-            return target
-        _say(f"building vision HF model {target}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            _run(
-                [python, _VISION_BUILDER, "hf", text_dir, tmp],
-                prefix="vision",
-                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-            )
-            if not (tmp / "config.json").is_file():
-                raise ProvisionError(f"{_VISION_BUILDER.name} wrote no config.json")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.chmod(0o755)
-            tmp.rename(target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_hf_dir(
+        target, lambda tmp: [_VISION_BUILDER, "hf", text_dir, tmp], what="vision HF model", prefix="vision"
+    )
 
 
 def start_llama_vision_server(

@@ -346,6 +346,17 @@ def scripted_hf_model(path: Path | str | None = None) -> Path:
         if path is not None
         else cache_root() / "models" / f"scripted-tiny-hf-{_fingerprint(_HF_BUILDER, _TEMPLATE)}"
     )
+    return build_hf_dir(
+        target, lambda tmp: [_HF_BUILDER, tmp, _TEMPLATE], what="scripted HF model", prefix="hf"
+    )
+
+
+def build_hf_dir(
+    target: Path, args: Callable[[Path], Sequence[str | Path]], *, what: str, prefix: str
+) -> Path:
+    """``target``, a Hugging Face model directory written by a builder script run with vLLM's Python
+    (``args(tmp)``: the script and its arguments, writing into ``tmp``), built once: under the models lock,
+    into a temporary directory renamed into place only when it holds a ``config.json``."""
     if (target / "config.json").is_file():
         return target
     python = ensure_vllm()
@@ -353,12 +364,13 @@ def scripted_hf_model(path: Path | str | None = None) -> Path:
         if (target / "config.json").is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        _say(f"building scripted HF model {target}")
+        _say(f"building {what} {target}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            _run([python, _HF_BUILDER, tmp, _TEMPLATE], prefix="hf", env={"HF_HUB_OFFLINE": "1"})
+            argv = [python, *args(tmp)]
+            _run(argv, prefix=prefix, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
             if not (tmp / "config.json").is_file():
-                raise ProvisionError(f"{_HF_BUILDER.name} wrote no config.json")
+                raise ProvisionError(f"{Path(argv[1]).name} wrote no config.json")
             if target.exists():
                 shutil.rmtree(target)
             tmp.chmod(0o755)
