@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import httpx
@@ -24,7 +24,7 @@ from typing_extensions import Self
 from . import _otel
 from ._affinity import OnHeaders, SessionAffinity, SessionRouting
 from ._embeddings import EmbeddingsMixin
-from ._media import DEFAULT_MAX_MEDIA_BYTES
+from ._media import DEFAULT_MAX_MEDIA_BYTES, ImageInput, normalize_images
 from ._requests import (
     ChatRequest,
     GenerateRequest,
@@ -141,6 +141,7 @@ class _ClientCore:
         self._async: AsyncTransport | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self.max_media_bytes = max_media_bytes
+        self._media_marker: str | None = None  # llama-server's /props media_marker, read on first need
         self.affinity = SessionAffinity.coerce(affinity)
         self._routing = SessionRouting(self.affinity)
         self._pid = os.getpid()  # a forked child opens its own connections (see _after_fork)
@@ -241,13 +242,15 @@ class _ClientCore:
         self,
         prompt: str,
         *,
+        images: Sequence[ImageInput] | None = None,
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         stream: bool = False,
         **sampling: Any,
     ) -> HttpRequest:
-        """The HTTP request ``generate`` would send, without sending it."""
+        """The HTTP request ``generate`` would send, without sending it (images on llama.cpp need the
+        server's media marker, which ``generate`` reads first)."""
         if not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be a string", engine=self.engine)
         controls = sorted(_CONTROLS & sampling.keys())
@@ -258,9 +261,23 @@ class _ClientCore:
                 engine=self.engine,
             )
         req = GenerateRequest(
-            prompt, normalize_response_format(response_format), sampling, dict(extra_body or {}), model
+            prompt,
+            normalize_response_format(response_format),
+            sampling,
+            dict(extra_body or {}),
+            model,
+            normalize_images(images, self.max_media_bytes),
+            self._media_marker,
         )
         return self.dialect.build_generate(req, stream)
+
+    def _media_probe(self, images: Sequence[ImageInput] | None) -> tuple[tuple[str, ...], HttpRequest | None]:
+        """``images`` normalized (refused before any I/O when the route cannot take them), and the discovery
+        request to answer before sending them on the native text route, if one is needed."""
+        urls = normalize_images(images, self.max_media_bytes)
+        if not urls or self._media_marker is not None:
+            return urls, None
+        return urls, self.dialect.media_probe(urls)
 
     def affinity_params(self, slot: int) -> dict[str, Any]:
         """Sampling parameters that keep one session's prompt cache warm on this server, for session
@@ -379,15 +396,27 @@ class _SyncAPI(_ClientCore):
         self,
         prompt: str,
         *,
+        images: Sequence[ImageInput] | None = None,
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
-        """Raw text completion on the engine's native text route (no chat template)."""
+        """Raw text completion on the engine's native text route (no chat template).
+
+        ``images``: data URLs, http(s) URLs, local paths or ``file://`` URLs, bytes, or chat image parts (the
+        chat rules and ``max_media_bytes``). TGI gets them in ``inputs`` as ``![](url)`` before the prompt;
+        llama.cpp as a multimodal prompt with the server's media marker (read once from ``/props``; a server
+        without vision raises UnsupportedInputError); vLLM refuses them (InvalidRequestError: use chat)."""
+        urls = self._read_marker(images)
         http = self.build_generate(
-            prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
+            prompt,
+            images=urls,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            **sampling,
         )
         return self._complete(http, False, session_id, model, sampling, prompt)
 
@@ -395,14 +424,17 @@ class _SyncAPI(_ClientCore):
         self,
         prompt: str,
         *,
+        images: Sequence[ImageInput] | None = None,
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Iterator[StreamEvent]:
+        urls = self._read_marker(images)
         http = self.build_generate(
             prompt,
+            images=urls,
             response_format=response_format,
             model=model,
             extra_body=extra_body,
@@ -410,6 +442,12 @@ class _SyncAPI(_ClientCore):
             **sampling,
         )
         return self._stream(http, False, session_id, model, sampling, prompt)
+
+    def _read_marker(self, images: Sequence[ImageInput] | None) -> tuple[str, ...]:
+        urls, probe = self._media_probe(images)
+        if probe is not None:
+            self._media_marker = self.dialect.parse_media_probe(self.sync_transport.request(probe))
+        return urls
 
     def _complete(
         self,
@@ -550,14 +588,23 @@ class BaseClient(_SyncAPI):
         self,
         prompt: str,
         *,
+        images: Sequence[ImageInput] | None = None,
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
+        urls, probe = self._media_probe(images)
+        if probe is not None:
+            await self._aread_marker(probe)
         http = self.build_generate(
-            prompt, response_format=response_format, model=model, extra_body=extra_body, **sampling
+            prompt,
+            images=urls,
+            response_format=response_format,
+            model=model,
+            extra_body=extra_body,
+            **sampling,
         )
         return await self._acomplete(http, False, session_id, model, sampling, prompt)
 
@@ -565,21 +612,46 @@ class BaseClient(_SyncAPI):
         self,
         prompt: str,
         *,
+        images: Sequence[ImageInput] | None = None,
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> AsyncIterator[StreamEvent]:
-        http = self.build_generate(
-            prompt,
-            response_format=response_format,
-            model=model,
-            extra_body=extra_body,
-            stream=True,
-            **sampling,
-        )
-        return self._astream(http, False, session_id, model, sampling, prompt)
+        urls, probe = self._media_probe(images)
+
+        def build() -> HttpRequest:
+            return self.build_generate(
+                prompt,
+                images=urls,
+                response_format=response_format,
+                model=model,
+                extra_body=extra_body,
+                stream=True,
+                **sampling,
+            )
+
+        if probe is None:
+            return self._astream(build(), False, session_id, model, sampling, prompt)
+        return self._aprobed_stream(probe, build, session_id, model, sampling, prompt)
+
+    async def _aprobed_stream(
+        self,
+        probe: HttpRequest,
+        build: Callable[[], HttpRequest],
+        session_id: str | None,
+        model: str | None,
+        sampling: Any,
+        prompt: str,
+    ) -> AsyncIterator[StreamEvent]:
+        """The stream, once the media marker is read (the first iteration does that request)."""
+        await self._aread_marker(probe)
+        async for event in self._astream(build(), False, session_id, model, sampling, prompt):
+            yield event
+
+    async def _aread_marker(self, probe: HttpRequest) -> None:
+        self._media_marker = self.dialect.parse_media_probe(await self.async_transport.request(probe))
 
     async def _acomplete(
         self,

@@ -14,19 +14,59 @@ import base64
 import binascii
 import mimetypes
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import unquote, urlparse
 
 from .errors import InvalidRequestError, MediaTooLargeError
 
-__all__ = ["DEFAULT_MAX_MEDIA_BYTES", "media_kind", "normalize_content"]
+__all__ = ["DEFAULT_MAX_MEDIA_BYTES", "ImageInput", "media_kind", "normalize_content", "normalize_images"]
 
 DEFAULT_MAX_MEDIA_BYTES = 20 * 1024 * 1024
 """Largest image or audio item (decoded bytes) a client sends inline unless told otherwise."""
 
 _AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav", "audio/mpeg": "mp3"}
+
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | Mapping[str, Any]"
+"""One image for the native text routes (``generate``): a data URL, an http(s) URL, a local path or
+``file://`` URL, raw bytes, or a chat image part (``image_url`` or the neutral ``{"type": "image", ...}``)."""
+
+_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def normalize_images(images: Sequence[ImageInput] | None, max_bytes: int) -> tuple[str, ...]:
+    """Images for ``generate`` as ``data:`` or http(s) URLs (local files and bytes read and base64-encoded
+    here, each at most ``max_bytes``), by the same rules as chat image parts. Audio is refused."""
+    if images is None:
+        return ()
+    if isinstance(images, str | bytes | bytearray | Mapping) or not isinstance(images, Sequence):
+        raise InvalidRequestError("images must be a list (of URLs, paths, bytes or image parts)")
+    out = []
+    for i, item in enumerate(images):
+        where = f"images[{i}]"
+        if isinstance(item, bytes | bytearray):
+            mime = next((m for magic, m in _MAGIC if item.startswith(magic)), None)
+            if mime is None and item[:4] == b"RIFF" and item[8:12] == b"WEBP":
+                mime = "image/webp"
+            out.append(_data_url(_b64(item, max_bytes, where, "image"), mime or "image/png"))
+        elif isinstance(item, str | os.PathLike):
+            if not str(item):
+                raise InvalidRequestError(f"{where}: an empty image")
+            out.append(_image_url(str(item), None, max_bytes, where, is_path=not isinstance(item, str)))
+        elif isinstance(item, Mapping):
+            if item.get("type") in ("audio", "input_audio"):
+                raise InvalidRequestError(
+                    f"{where}: audio is not taken on the native text routes (generate); use chat"
+                )
+            part = _part(item, max_bytes, where)
+            if media_kind(part) != "image":
+                raise InvalidRequestError(f"{where}: not an image part (type {item.get('type')!r})")
+            out.append(part["image_url"]["url"])
+        else:
+            raise InvalidRequestError(f"{where}: an image must be a URL, a path, bytes or an image part")
+    return tuple(out)
 
 
 def media_kind(part: Mapping[str, Any]) -> str | None:

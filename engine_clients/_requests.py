@@ -95,6 +95,10 @@ class GenerateRequest:
     sampling: dict[str, Any] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
+    images: tuple[str, ...] = ()
+    """``data:`` or http(s) URLs, in order (see ``_media.normalize_images``)."""
+    media_marker: str | None = None
+    """The server's placeholder for one media item in a prompt (llama-server ``/props``), when known."""
 
 
 def normalize_messages(

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from .._requests import GenerateRequest, NamedToolChoice
 from .._sse import SSEEvent
-from ..errors import EngineError, MalformedResponseError
+from ..errors import EngineError, InvalidRequestError, MalformedResponseError, UnsupportedInputError
 from ..types import (
     Completion,
     EngineInfo,
@@ -109,7 +109,7 @@ class LlamaCppDialect(EmbeddingCodec):
         sampling = dict(req.sampling)
         want = sampling.pop("logprobs", None)
         top = sampling.pop("top_logprobs", None)
-        body: dict[str, Any] = {"prompt": req.prompt}
+        body: dict[str, Any] = {"prompt": self.multimodal_prompt(req) if req.images else req.prompt}
         self.apply_sampling(body, sampling, self.generate_params, "/completion")
         if (want or top) and "n_probs" not in body:
             body["n_probs"] = int(top or 1)
@@ -119,6 +119,41 @@ class LlamaCppDialect(EmbeddingCodec):
             body["stream"] = True
         body.update(req.extra_body)
         return HttpRequest("POST", "/completion", body, stream)
+
+    # /completion takes images as ``{"prompt_string": ..., "multimodal_data": [base64, ...]}``, one media
+    # marker per item in the text. The marker is ``/props`` ``media_marker`` (random per server start in
+    # current builds; the fixed ``<__media__>`` of older ones is plain text to them), read once by the client.
+    def media_probe(self, images: tuple[str, ...]) -> HttpRequest | None:
+        _inline_images(images)
+        return HttpRequest("GET", "/props")
+
+    def parse_media_probe(self, body: Any) -> str:
+        props = body if isinstance(body, Mapping) else {}
+        modalities = props.get("modalities")
+        marker = props.get("media_marker")
+        if not (isinstance(modalities, Mapping) and modalities.get("vision") is True):
+            raise UnsupportedInputError(
+                "This server cannot take image input (/props reports no vision modality): " + _MMPROJ_FIX,
+                kind="image",
+                engine=self.engine,
+            )
+        if not isinstance(marker, str) or not marker:
+            raise UnsupportedInputError(
+                "This llama-server reports no media_marker in /props, so /completion cannot place images;"
+                " use chat, or a newer llama-server",
+                kind="image",
+                engine=self.engine,
+            )
+        return marker
+
+    def multimodal_prompt(self, req: GenerateRequest) -> dict[str, Any]:
+        data = _inline_images(req.images)
+        if not req.media_marker:
+            raise InvalidRequestError(
+                "images on /completion need the server's media marker (read from /props by generate)",
+                engine=self.engine,
+            )
+        return {"prompt_string": req.media_marker * len(data) + req.prompt, "multimodal_data": data}
 
     def apply_generate_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
         if isinstance(fmt, JsonSchema):
@@ -230,6 +265,20 @@ class LlamaCppDialect(EmbeddingCodec):
             else:
                 out.append(TokenInfo(int(t)))
         return out
+
+
+def _inline_images(images: tuple[str, ...]) -> list[str]:
+    """The base64 payloads of ``data:`` URLs; /completion cannot fetch an http(s) URL."""
+    out = []
+    for url in images:
+        if not url[:5].lower() == "data:":
+            raise InvalidRequestError(
+                f"llama-server's /completion takes inline images only, not {url[:60]!r}: pass bytes, a local"
+                " path or a data URL (or use chat, where the server fetches http(s) URLs)",
+                engine="llamacpp",
+            )
+        out.append(url.partition(",")[2])
+    return out
 
 
 def _cache_n(body: Mapping[str, Any]) -> int | None:

@@ -209,7 +209,21 @@ class OpenAICompatDialect(Dialect):
         return ChatStreamDecoder(self, self.model)
 
     # -- completions (the native text route of engines that have no other) -------------------------
+    def media_probe(self, images: tuple[str, ...]) -> HttpRequest | None:
+        """The discovery request ``generate`` needs answered before it can send ``images`` (None: none
+        needed); refuses images the native text route cannot take."""
+        return None
+
+    def parse_media_probe(self, body: Any) -> str:
+        """The media marker from the answer to :meth:`media_probe`."""
+        raise self.unsupported("images on the native text route")
+
     def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:
+        if req.images:
+            raise InvalidRequestError(
+                f"images need the chat route on {self.engine} (its completions route takes text only)",
+                engine=self.engine,
+            )
         body: dict[str, Any] = {"prompt": req.prompt}
         model = req.model or self.model
         if model and self.send_model:

@@ -194,7 +194,10 @@ class TGIDialect(OpenAICompatDialect):
         if req.response_format is not None:
             params["grammar"] = self.grammar(req.response_format)
         params.update(req.extra_body.get("parameters", {}))
-        body: dict[str, Any] = {"inputs": req.prompt, "parameters": params}
+        # TGI's VLMs read images inside ``inputs`` as markdown, ``![](<http(s) or data: URL>)`` (the form its
+        # Messages API renders image_url parts to); they go before the text, in order.
+        inputs = "".join(f"![]({url})" for url in req.images) + req.prompt
+        body: dict[str, Any] = {"inputs": inputs, "parameters": params}
         body.update({k: v for k, v in req.extra_body.items() if k != "parameters"})
         return HttpRequest("POST", "/generate_stream" if stream else "/generate", body, stream)
 

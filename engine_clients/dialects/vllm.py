@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._requests import GenerateRequest
+from ..errors import InvalidRequestError
 from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, Timings, TokenInfo
 from .base import HttpRequest, _float, first_int
 from .embeddings import EmbeddingCodec
@@ -94,6 +95,8 @@ class VLLMDialect(EmbeddingCodec):
 
     def build_generate(self, req: GenerateRequest, stream: bool) -> HttpRequest:
         # Completions take ``logprobs`` as the number of top alternatives (0 = the sampled token only).
+        if req.images:  # /v1/completions takes multimodal prompts only as engine-side embeddings
+            raise InvalidRequestError("images need the chat route on vLLM", engine=self.engine)
         sampling = dict(req.sampling)
         want = sampling.pop("logprobs", None)
         top = sampling.pop("top_logprobs", None)

@@ -74,6 +74,37 @@ async def test_client_streams_with_an_image(llama_vision_server: EngineServer, p
     assert end.usage.prompt_tokens > VISION_IMAGE_TOKENS
 
 
+def test_generate_with_an_image_on_native_completion(
+    llama_vision_server: EngineServer, png_file: Path
+) -> None:
+    """``generate(images=...)``: /completion's multimodal prompt with the marker read from /props."""
+    prompt = "<|im_start|>user\nDescribe.<|im_end|>\n<|im_start|>assistant\n"
+    with LlamaCppClient(llama_vision_server.base_url) as client:
+        text = client.generate(prompt, max_tokens=8, temperature=0)
+        image = client.generate(prompt, images=[png_file], max_tokens=8, temperature=0)
+        two = client.generate(prompt, images=[PNG, png_file.as_uri()], max_tokens=8, temperature=0)
+    assert image.content == HELLO
+    assert text.usage is not None and image.usage is not None and two.usage is not None
+    assert image.usage.prompt_tokens == text.usage.prompt_tokens + VISION_IMAGE_TOKENS
+    assert two.usage.prompt_tokens == text.usage.prompt_tokens + 2 * VISION_IMAGE_TOKENS
+
+
+async def test_agenerate_stream_with_an_image(llama_vision_server: EngineServer) -> None:
+    async with LlamaCppClient(llama_vision_server.base_url) as client:
+        events = [e async for e in client.agenerate_stream("Describe.", images=[PNG], max_tokens=8)]
+    end = events[-1]
+    assert isinstance(end, End) and end.usage is not None
+    assert end.usage.prompt_tokens > VISION_IMAGE_TOKENS
+
+
+def test_text_only_server_refuses_generate_with_an_image(llama_server: EngineServer) -> None:
+    with LlamaCppClient(llama_server.base_url) as client, pytest.raises(UnsupportedInputError) as info:
+        client.generate("Describe.", images=[PNG], max_tokens=4)
+    assert info.value.kind == "image"
+    assert info.value.status_code is None  # refused from /props, before /completion
+    assert "--mmproj" in str(info.value)
+
+
 def test_capabilities_from_both_servers(
     llama_vision_server: EngineServer, llama_server: EngineServer
 ) -> None:
@@ -114,7 +145,9 @@ def test_vllm_client_sends_a_local_image(vllm_vision_server: EngineServer, png_f
     assert image.content == HELLO
     assert text.usage is not None and image.usage is not None
     # the image's 16 tokens, plus the placeholder text vLLM's chat template writes for it (20 in all, seen here)
-    assert VISION_IMAGE_TOKENS <= image.usage.prompt_tokens - text.usage.prompt_tokens <= VISION_IMAGE_TOKENS + 8
+    assert (
+        VISION_IMAGE_TOKENS <= image.usage.prompt_tokens - text.usage.prompt_tokens <= VISION_IMAGE_TOKENS + 8
+    )
     assert info.image_inputs is None  # vLLM's /v1/models does not say
     assert info.structured_output is True
 
