@@ -34,6 +34,8 @@ class Spec:
     twin: str = ""  # the raw loop it is compared with
     label: str = ""
     needs: tuple[str, ...] = field(default=())  # importable modules it needs (skipped with a note if missing)
+    scenario: str = "stream_decode"  # the scenario that measures it
+    think: str = ""  # reasoning_decode: the firehose dialect suffix of its reasoning stream ("think", ...)
 
     @property
     def title(self) -> str:
@@ -185,6 +187,129 @@ def ec_async(dialect: str, route: str = "chat"):
                     yield ev.text
 
         return one
+
+    return setup
+
+
+# ---- reasoning consumers: thinking and answer text alike, the split kept for the check -------------------
+#
+# The same consumer reads the plain stream and the reasoning stream it is compared with, so that the two
+# differ only in what the client does with them. ``one.split`` holds (reasoning chars, answer chars) of the
+# stream last drained; the worker checks it against the firehose's expected split.
+
+
+def _counting(gen: Callable[[list[int]], Iterator[str]]) -> Callable[[], Iterator[str]]:
+    def one() -> Iterator[str]:
+        split = one.split = [0, 0]  # type: ignore[attr-defined]
+        return gen(split)
+
+    one.split = [0, 0]  # type: ignore[attr-defined]
+    return one
+
+
+def _acounting(gen: Callable[[list[int]], AsyncIterator[str]]) -> Callable[[], AsyncIterator[str]]:
+    def one() -> AsyncIterator[str]:
+        split = one.split = [0, 0]  # type: ignore[attr-defined]
+        return gen(split)
+
+    one.split = [0, 0]  # type: ignore[attr-defined]
+    return one
+
+
+def ec_sync_all(dialect: str):
+    """``chat_stream`` yielding both :class:`Reasoning` and :class:`Token` texts."""
+
+    def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
+        from engine_clients import Reasoning, Token
+
+        client = _ec_client(base, dialect)
+        kw = {"max_tokens": opts.get("max_tokens", MAX_TOKENS)}
+
+        def gen(split: list[int]) -> Iterator[str]:
+            for ev in client.chat_stream(MESSAGES, **kw):
+                t = type(ev)
+                if t is Token:
+                    split[1] += len(ev.text)
+                    yield ev.text
+                elif t is Reasoning:
+                    split[0] += len(ev.text)
+                    yield ev.text
+
+        return _counting(gen)
+
+    return setup
+
+
+def ec_async_all(dialect: str):
+    def setup(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+        from engine_clients import Reasoning, Token
+
+        client = _ec_client(base, dialect)
+        kw = {"max_tokens": opts.get("max_tokens", MAX_TOKENS)}
+
+        async def gen(split: list[int]) -> AsyncIterator[str]:
+            async for ev in client.achat_stream(MESSAGES, **kw):
+                t = type(ev)
+                if t is Token:
+                    split[1] += len(ev.text)
+                    yield ev.text
+                elif t is Reasoning:
+                    split[0] += len(ev.text)
+                    yield ev.text
+
+        return _acounting(gen)
+
+    return setup
+
+
+def lc_sync_all(dialect: str):
+    """``ChatX.stream``: the answer in ``chunk.content``, thinking in
+    ``chunk.additional_kwargs["reasoning_content"]``."""
+
+    def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
+        import langchain_selfhosted as lc
+
+        model = _construct(getattr(lc, _LC_CLASSES[dialect]), base, opts, dialect)
+
+        def gen(split: list[int]) -> Iterator[str]:
+            for chunk in model.stream(PROMPT):
+                text = chunk.content
+                if text:
+                    split[1] += len(text)
+                    yield text  # type: ignore[misc]
+                else:
+                    thought = chunk.additional_kwargs.get("reasoning_content")
+                    if thought:
+                        split[0] += len(thought)
+                        yield thought
+
+        return _counting(gen)
+
+    return setup
+
+
+def li_sync_all(dialect: str):
+    """``stream_chat``: the answer in ``r.delta``, thinking in ``r.additional_kwargs["thinking_delta"]``."""
+
+    def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
+        import llama_index.llms.selfhosted as li
+        from llama_index.core.llms import ChatMessage
+
+        llm = _construct(getattr(li, _LI_CLASSES[dialect]), base, opts, dialect)
+        msgs = [ChatMessage(role="user", content=PROMPT)]
+
+        def gen(split: list[int]) -> Iterator[str]:
+            for r in llm.stream_chat(msgs):
+                if r.delta:
+                    split[1] += len(r.delta)
+                    yield r.delta
+                else:
+                    thought = r.additional_kwargs.get("thinking_delta")
+                    if thought:
+                        split[0] += len(thought)
+                        yield thought
+
+        return _counting(gen)
 
     return setup
 
@@ -699,6 +824,97 @@ SPECS: list[Spec] = [
         twin="raw:httpx-sse+json:async",
         needs=_LI,
         label="llamaindex:VLLM.astream_chat",
+    ),
+    # reasoning_decode: each is timed on a plain stream and on a reasoning stream (half thinking) of the same
+    # token count, in the same worker process; ``think`` is the firehose suffix of the reasoning one
+    Spec(
+        "engine_clients:VLLMClient.chat_stream+think",
+        "ours",
+        "sync",
+        ec_sync_all("vllm"),
+        think="think",
+        scenario="reasoning_decode",
+        label="VLLMClient.chat_stream, delta.reasoning",
+    ),
+    Spec(
+        "langchain:ChatVLLM+think",
+        "ours",
+        "sync",
+        lc_sync_all("vllm"),
+        think="think",
+        scenario="reasoning_decode",
+        needs=_LC,
+        label="ChatVLLM.stream, delta.reasoning",
+    ),
+    Spec(
+        "engine_clients:TGIClient.chat_stream+think",
+        "ours",
+        "sync",
+        ec_sync_all("tgi"),
+        dialect="tgi",
+        think="think",
+        scenario="reasoning_decode",
+        label="TGIClient.chat_stream, <think> in content (client-side splitter)",
+    ),
+    Spec(
+        "engine_clients:LlamaCppClient.chat_stream+think",
+        "ours",
+        "sync",
+        ec_sync_all("llamacpp"),
+        dialect="llamacpp",
+        think="think",
+        scenario="reasoning_decode",
+        label="LlamaCppClient.chat_stream, delta.reasoning_content",
+    ),
+    Spec(
+        "engine_clients:VLLMClient.chat_stream+thinktags",
+        "ours",
+        "sync",
+        ec_sync_all("vllm"),
+        think="thinktags",
+        scenario="reasoning_decode",
+        label="VLLMClient.chat_stream, <think> in content (no reasoning parser)",
+    ),
+    Spec(
+        "engine_clients:VLLMClient.achat_stream+think",
+        "ours",
+        "async",
+        ec_async_all("vllm"),
+        think="think",
+        scenario="reasoning_decode",
+        label="VLLMClient.achat_stream, delta.reasoning",
+    ),
+    Spec(
+        "langchain:ChatTGI+think",
+        "ours",
+        "sync",
+        lc_sync_all("tgi"),
+        dialect="tgi",
+        think="think",
+        scenario="reasoning_decode",
+        needs=_LC,
+        label="ChatTGI.stream, <think> in content",
+    ),
+    Spec(
+        "langchain:ChatLlamaCpp+think",
+        "ours",
+        "sync",
+        lc_sync_all("llamacpp"),
+        dialect="llamacpp",
+        think="think",
+        scenario="reasoning_decode",
+        needs=_LC,
+        label="ChatLlamaCpp.stream, delta.reasoning_content",
+    ),
+    Spec(
+        "llamaindex:VLLM+think",
+        "ours",
+        "sync",
+        li_sync_all("vllm"),
+        think="think",
+        scenario="reasoning_decode",
+        needs=_LI,
+        label="llama-index VLLM.stream_chat, delta.reasoning",
     ),
     # framework floors: no HTTP at all
     Spec(

@@ -13,7 +13,18 @@ pointed at any stream shape without extra parameters::
 ``dialect`` is ``vllm``, ``tgi`` or ``llamacpp`` and selects the JSON shape of the chunks (as each engine
 sends them); ``tokens`` is the number of content tokens; ``delay_ms`` the gap between tokens (0 = the whole
 body is written at once and the kernel's socket buffers are the only limit) and ``ttft_ms`` the wait before
-the first token. Routes (matched on the path's suffix, with or without the prefix):
+the first token.
+
+A reasoning model's answer is asked for with a suffix on the dialect: ``vllm+think``, ``tgi+think``,
+``llamacpp+think`` (optionally ``+think25``: the thinking's share of the tokens in percent, 50 by default).
+The chat route then streams ``tokens`` events of which the first half (or that share) is thinking, sent as
+each engine sends it: vLLM (with a reasoning parser) in ``delta.reasoning``, llama-server
+(``--reasoning-format deepseek``) in ``delta.reasoning_content``, TGI inside ``delta.content`` between
+``<think>`` and ``</think>`` (each tag one token of its own, as in Qwen3 / DeepSeek-R1 vocabularies, the
+answer after a ``"\n\n"`` token).
+``+thinktags`` puts the tags in the content on every dialect (an engine without a reasoning parser). The
+event count is the same as without the suffix, so the two streams compare token for token. Routes other
+than chat ignore the suffix. Routes (matched on the path's suffix, with or without the prefix):
 
 * ``POST .../v1/chat/completions`` - OpenAI-compatible ``chat.completion.chunk`` events (vLLM / TGI Messages
   API / llama-server flavours), a usage chunk, ``[DONE]``;
@@ -36,6 +47,7 @@ import asyncio
 import heapq
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -80,6 +92,12 @@ WORDS = (
 )
 PROMPT_TOKENS = 12
 DIALECTS = ("vllm", "tgi", "llamacpp")
+THINK_MODES = ("think", "thinktags")  # the dialect suffix: the engine's own reasoning field, or <think> tags
+THINK_SHARE = 50  # default percentage of a reasoning stream's tokens that are thinking
+THINK_OPEN, THINK_CLOSE, THINK_GAP = "<think>", "</think>", "\n\n"
+# where each engine puts server-parsed reasoning in a chat delta (and in a non-streamed message)
+REASONING_FIELD = {"vllm": "reasoning", "llamacpp": "reasoning_content"}
+_THINK_RE = re.compile("(" + "|".join(sorted(THINK_MODES, key=len, reverse=True)) + r")(\d{1,2})?")
 
 
 def _dumps(obj: Any) -> bytes:
@@ -100,12 +118,67 @@ def token_text(i: int) -> str:
     return WORDS[i % len(WORDS)]
 
 
+def split_dialect(dialect: str) -> tuple[str, str, int]:
+    """``"vllm+think25"`` -> ``("vllm", "think", 25)``; ``"tgi"`` -> ``("tgi", "", 0)``. Raises ValueError."""
+    base, plus, mod = dialect.partition("+")
+    if base not in DIALECTS or (plus and not mod):
+        raise ValueError(dialect)
+    if not mod:
+        return base, "", 0
+    m = _THINK_RE.fullmatch(mod)
+    if m is None:
+        raise ValueError(dialect)
+    share = int(m.group(2)) if m.group(2) else THINK_SHARE
+    if not 0 < share < 100:
+        raise ValueError(dialect)
+    return base, m.group(1), share
+
+
+def reasoning_pieces(dialect: str, n: int) -> list[tuple[bool, str]]:
+    """The ``n`` token texts of a chat answer as ``(is_server_reasoning, text)``: with no suffix all
+    content; ``+think`` on vLLM / llama.cpp the first share in the engine's reasoning field; with tags (TGI's
+    ``+think``, any ``+thinktags``) all content, the thinking block being ``<think>``, words, ``</think>``,
+    then ``"\n\n"`` and the answer. Same count, and the same word texts at the same places, in every case."""
+    base, mode, share = split_dialect(dialect)
+    words = [token_text(i) for i in range(n)]
+    if not mode:
+        return [(False, t) for t in words]
+    h = max(1, n * share // 100)
+    if mode == "think" and base in REASONING_FIELD:
+        return [(i < h, t) for i, t in enumerate(words)]
+    if n < 4 or h < 2:
+        raise ValueError(f"{dialect}: too few tokens ({n}) for a <think> block")
+    words[0], words[h - 1] = THINK_OPEN, THINK_CLOSE
+    if h < n:
+        words[h] = THINK_GAP
+    return [(False, t) for t in words]
+
+
+def expected_split(dialect: str, n: int) -> tuple[str, str]:
+    """``(reasoning, answer)`` a client should deliver for this stream: the reasoning field's text, or, with
+    tags, the text between them without the whitespace that opens it, and the text after the close tag
+    without its leading whitespace (the splitting rules of ``engine_clients.dialects.reasoning``: the
+    whitespace around the open tag and right after the close tag is dropped)."""
+    base, mode, _ = split_dialect(dialect)
+    pieces = reasoning_pieces(dialect, n)
+    if not mode:
+        return "", "".join(t for _, t in pieces)
+    if mode == "think" and base in REASONING_FIELD:
+        return "".join(t for r, t in pieces if r), "".join(t for r, t in pieces if not r)
+    text = "".join(t for _, t in pieces)
+    inner, _, after = text.partition(THINK_CLOSE)
+    return inner.lstrip().removeprefix(THINK_OPEN).lstrip(), after.lstrip()
+
+
 # ---- event bodies, one list of SSE events per (dialect, route, tokens) ------------------------------------
 
 
 def chat_events(dialect: str, n: int) -> list[bytes]:
     cid = "chatcmpl-bench0000000000000000"
     out: list[bytes] = []
+    pieces = reasoning_pieces(dialect, n)
+    dialect = split_dialect(dialect)[0]
+    field = REASONING_FIELD.get(dialect, "")
     if dialect == "vllm":
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -118,8 +191,8 @@ def chat_events(dialect: str, n: int) -> list[bytes]:
             }
 
         out.append(_sse(chunk({"role": "assistant", "content": ""})))
-        for i in range(n):
-            out.append(_sse(chunk({"content": token_text(i)})))
+        for thought, text in pieces:
+            out.append(_sse(chunk({field: text} if thought else {"content": text})))
         out.append(_sse(chunk({}, "length")))
         out.append(
             _sse(
@@ -157,8 +230,8 @@ def chat_events(dialect: str, n: int) -> list[bytes]:
                 "usage": usage,
             }
 
-        for i in range(n):
-            out.append(_sse(chunk(token_text(i)), space=False))
+        for _, text in pieces:  # no reasoning parser on TGI: thinking stays in the content, in <think> tags
+            out.append(_sse(chunk(text), space=False))
         out.append(_sse(chunk("", "length"), space=False))
         usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": n, "total_tokens": PROMPT_TOKENS + n}
         last = chunk("", None, usage)
@@ -177,8 +250,8 @@ def chat_events(dialect: str, n: int) -> list[bytes]:
             }
 
         out.append(_sse(chunk({"role": "assistant", "content": None})))
-        for i in range(n):
-            out.append(_sse(chunk({"content": token_text(i)})))
+        for thought, text in pieces:
+            out.append(_sse(chunk({field: text} if thought else {"content": text})))
         last = chunk({}, "length")
         last["usage"] = {
             "completion_tokens": n,
@@ -275,6 +348,8 @@ def stream_events(dialect: str, route: str, n: int) -> tuple[bytes, ...]:
     """The HTTP chunks (one per SSE event) of a streamed answer, without the terminating chunk."""
     if route == "chat":
         events = chat_events(dialect, n)
+    elif split_dialect(dialect)[1]:  # the reasoning suffix is for the chat route only
+        return stream_events(split_dialect(dialect)[0], route, n)
     elif route == "completions":
         events = completions_events(n)
     elif route == "generate_stream":
@@ -303,21 +378,23 @@ def _unchunk(c: bytes) -> bytes:
 
 
 def full_answer(dialect: str, route: str, n: int) -> bytes:
-    text = "".join(token_text(i) for i in range(n))
     usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": n, "total_tokens": PROMPT_TOKENS + n}
     if route == "chat":
+        pieces = reasoning_pieces(dialect, n)
+        message = {"role": "assistant", "content": "".join(t for r, t in pieces if not r)}
+        if any(r for r, _ in pieces):
+            message[REASONING_FIELD[split_dialect(dialect)[0]]] = "".join(t for r, t in pieces if r)
         return _dumps(
             {
                 "id": "chatcmpl-bench",
                 "object": "chat.completion",
                 "created": CREATED,
                 "model": MODEL,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
-                ],
+                "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
                 "usage": usage,
             }
         )
+    text = "".join(token_text(i) for i in range(n))
     if route == "completions":
         return _dumps(
             {
@@ -396,7 +473,7 @@ def parse_path(path: str) -> tuple[str, int, float, float, str]:
     path = path.split("?", 1)[0]
     parts = path.split("/")
     dialect, tokens, delay, ttft = "vllm", 64, 0.0, 0.0
-    if len(parts) > 1 and parts[1] in DIALECTS:
+    if len(parts) > 1 and _is_dialect(parts[1]):
         dialect = parts[1]
         rest = parts[2:]
         nums: list[str] = []
@@ -412,6 +489,14 @@ def parse_path(path: str) -> tuple[str, int, float, float, str]:
     else:
         suffix = path
     return dialect, tokens, delay, ttft, suffix.rstrip("/") or "/"
+
+
+def _is_dialect(s: str) -> bool:
+    try:
+        split_dialect(s)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_num(s: str) -> bool:
@@ -629,8 +714,13 @@ class FirehoseProtocol(asyncio.Protocol):
             self.reply(400, b'{"error":"invalid json"}')
             return
         stream = bool(req.get("stream")) or suffix.endswith("/generate_stream")
-        if not stream:
-            self.reply(200, full_answer(dialect, route, tokens))
+        try:
+            if not stream:
+                self.reply(200, full_answer(dialect, route, tokens))
+                return
+            stream_events(dialect, route, tokens)  # cached; a shape it cannot build is refused here
+        except ValueError as exc:
+            self.reply(400, _dumps({"error": f"cannot build this stream: {exc}"}))
             return
         self.busy = True
         loop = self.server.loop

@@ -106,6 +106,63 @@ def decode_table(summary: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def reasoning_table(detail: dict[str, Any]) -> str:
+    """Scenario 5: each client on the plain stream and on the reasoning stream of the same token count."""
+    target = detail.get("target", 0.9)
+    rows = []
+    items = sorted(detail["summary"].items(), key=lambda kv: (kv[1]["mode"], kv[0]))
+    for name, s in items:
+        p, q = s["plain"], s["reasoning"]
+        lo, hi = s["ratio_cpu_range"]
+        rows.append(
+            [
+                name,
+                s["mode"],
+                _fmt(p["tokens_per_s"]),
+                _fmt(q["tokens_per_s"]),
+                _fmt(p["tokens_per_cpu_s"]),
+                _fmt(q["tokens_per_cpu_s"]),
+                f"{s['ratio_cpu']:.3f}x / {s['ratio']:.3f}x",
+                f"{lo:.2f}-{hi:.2f}",
+                "met" if s["ratio_cpu"] >= target else "MISSED",
+                str(s["n"]),
+            ]
+        )
+    return _table(
+        [
+            "client (+reasoning stream shape)",
+            "mode",
+            "plain tokens/s",
+            "reasoning tokens/s",
+            "plain tokens/CPU-s",
+            "reasoning tokens/CPU-s",
+            "reasoning / plain*",
+            "range (CPU)",
+            f">= {target:g}x",
+            "pairs",
+        ],
+        rows,
+        "llrrrrrrlr",
+    )
+
+
+def codec_table(detail: dict[str, Any]) -> str:
+    """Scenario 5, ``--instructions``: the engine codec's instructions per token, plain vs reasoning."""
+    rows = []
+    for key, c in sorted(detail.get("codec", {}).items()):
+        if "error" in c:
+            rows.append([key, "-", "-", c["error"][:80]])
+        else:
+            rows.append([key, _fmt(c["plain"]), _fmt(c["reasoning"]), f"{c['ratio']:.3f}x"])
+    headers = [
+        "stream shape",
+        "plain: instructions/token",
+        "reasoning: instructions/token",
+        "plain / reasoning",
+    ]
+    return _table(headers, rows, "lrrr")
+
+
 def concurrency_table(detail: dict[str, Any]) -> str:
     rows = []
     for name, per in detail["results"].items():
@@ -364,6 +421,26 @@ def targets(results: dict[str, dict[str, Any]], basis: str = "cpu") -> list[dict
         0.95,
         extra="" if lc else "not run (full mode only)",
     )
+
+    rd = results.get("reasoning_decode", {}).get("detail", {})
+    rsum = rd.get("summary", {})
+    rkey, rother = ("ratio_cpu", "ratio") if basis == "cpu" else ("ratio", "ratio_cpu")
+    th = float(rd.get("target", 0.9))
+    for name, label in [
+        ("engine_clients:VLLMClient.chat_stream+think", "VLLMClient.chat_stream, delta.reasoning"),
+        ("langchain:ChatVLLM+think", "LangChain ChatVLLM.stream, delta.reasoning"),
+        ("engine_clients:TGIClient.chat_stream+think", "TGIClient.chat_stream, <think> splitter"),
+        ("engine_clients:LlamaCppClient.chat_stream+think", "LlamaCppClient.chat_stream, reasoning_content"),
+    ]:
+        s = rsum.get(name)
+        if s is None and "VLLM" not in name:
+            continue  # the first two are always listed; the others when measured
+        add(
+            f"reasoning stream >= {th:g}x plain: {label}",
+            s[rkey] if s else None,
+            th,
+            extra=(f"{other_name}: {s[rother]:.2f}x" if s else "not run"),
+        )
 
     imp = results.get("import_time", {}).get("detail", {}).get("results", {}).get("engine_clients")
     if imp and "error" not in imp:
@@ -626,6 +703,7 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
     elif e2e:
         parts.append(f"\n## 3. End to end against llama-server\n\nSkipped: {e2e['skipped']}\n")
     imp = results.get("import_time", {}).get("detail")
+    rd = results.get("reasoning_decode", {}).get("detail")
     if imp:
         parts.append(
             f"\n## 4. Import time\n\nIn-process time of `import X` in a fresh interpreter (bytecode cached), "
@@ -640,8 +718,60 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
                 + ", ".join(f"`{t[2].strip()}` {t[1]:,}" for t in top[:8])
                 + ".\n"
             )
+    if rd:
+        parts.append(reasoning_section(rd))
     parts.append(FOOTER)
     (DOCS / "benchmarks.md").write_text("".join(parts))
+
+
+def reasoning_section(rd: dict[str, Any]) -> str:
+    share = rd.get("think_share_pct", 50)
+    target = rd.get("target", 0.9)
+    summary = rd.get("summary", {})
+    out = [
+        "\n## 5. Reasoning streams\n\n"
+        "Does a reasoning model's stream decode as fast as a plain one? Each client reads two firehose "
+        f"streams of {rd['tokens']:,} events: a plain one (all answer) and a reasoning one whose first "
+        f"{share}% is thinking, sent as each engine sends it: vLLM with a reasoning parser in "
+        "`delta.reasoning` (`/vllm+think/...`), llama-server `--reasoning-format deepseek` in "
+        "`delta.reasoning_content` (`/llamacpp+think/...`), TGI inside `delta.content` between `<think>` and "
+        "`</think>`, which the client splits off (`/tgi+think/...`; `/vllm+thinktags/...` is vLLM without a "
+        "reasoning parser). The tags and the `\\n\\n` after the close tag are tokens of their own, so both "
+        "streams have the same event count and the rates compare token for token. The consumer is the same "
+        "for both streams: it takes `Reasoning` and `Token` texts (LangChain: "
+        "`additional_kwargs['reasoning_content']` and `content`; LlamaIndex: "
+        "`additional_kwargs['thinking_delta']` and `delta`), and every timed stream is checked to deliver "
+        "exactly the expected thinking and answer characters.\n\n"
+        "Both streams run in one worker process per client and round, alternately (plain, reasoning, "
+        f"reasoning, plain; {rd['repeats_per_process']} of each after a warm-up of each), {rd['rounds']} "
+        "rounds with the clients in a shuffled order, one firehose. The ratio is the median of the pairs "
+        "(each reasoning stream over the plain stream timed next to it in the same process); (*) reads "
+        f"`per CPU-second / wall-clock`. Target: >= {target:g}x. Absolute rates belong to this scenario's "
+        "own run (the machine's speed per CPU-second drifts between runs); compare them with section 1 "
+        "only through ratios. The firehose used "
+        f"{_fmt(rd.get('server_cpu_s'), 1)} CPU-s over the {rd['wall_s']:.0f} s of the scenario.\n\n",
+        reasoning_table(rd) + "\n",
+    ]
+    if summary:
+        low_name, low = min(summary.items(), key=lambda kv: kv[1]["ratio_cpu"])
+        missed = [n for n, x in summary.items() if x["ratio_cpu"] < target]
+        out.append(
+            f"\nPer CPU-second, {len(summary) - len(missed)} of {len(summary)} clients meet {target:g}x"
+            + (f" (missed: {', '.join(f'`{n}`' for n in missed)})" if missed else "")
+            + f"; the lowest median is `{low_name}` at {low['ratio_cpu']:.3f}x (pairs "
+            f"{low['ratio_cpu_range'][0]:.2f}-{low['ratio_cpu_range'][1]:.2f}).\n"
+        )
+    if rd.get("codec"):
+        out.append(
+            "\nThe engine layer alone, counted rather than timed (`--instructions`): instructions that "
+            "engine_clients' SSE decoder and chat stream decoder execute per token on the same two bodies, "
+            "no HTTP, under valgrind (a worker decoding the stream twice minus one decoding it once, both "
+            "with `PYTHONHASHSEED=0`). The count does not move with the machine's load; `plain / reasoning` "
+            "above 1 means the reasoning stream costs fewer instructions.\n\n" + codec_table(rd) + "\n"
+        )
+    if rd.get("errors"):
+        out.append("\nErrors: " + "; ".join(f"`{k}`: {v[:200]}" for k, v in rd["errors"].items()) + "\n")
+    return "".join(out)
 
 
 HEADER = """# Benchmarks
@@ -649,9 +779,10 @@ HEADER = """# Benchmarks
 Generated by `python -m bench` (see [Reproducing](#reproducing)); numbers are from the run noted below.
 Every streaming figure comes from a local **firehose** server (`bench/firehose.py`, a raw `asyncio.Protocol`
 in its own process, loopback only) that replays engine-shaped SSE (vLLM / TGI / llama.cpp chat chunks,
-TGI `/generate_stream`, llama.cpp `/completion`) with prebuilt bodies, so that the client under test is the
-only variable. Each SSE event travels in its own HTTP chunk, as the engines send them. Each measurement runs
-in a fresh worker process; clients alternate round by round and the tables show medians.
+TGI `/generate_stream`, llama.cpp `/completion`, and reasoning models' thinking in each engine's own shape)
+with prebuilt bodies, so that the client under test is the only variable. Each SSE event travels in its own
+HTTP chunk, as the engines send them. Each measurement runs in a fresh worker process; clients alternate round
+by round and the tables show medians.
 
 **Caveat.** The machine has 2 cores shared with other jobs; load averages are recorded below. Absolute figures
 move by +-20 % between runs; ratios measured in the same run are steadier, and the tokens per CPU-second
@@ -663,8 +794,9 @@ FOOTER = """
 ## Reproducing
 
 ```bash
-bash bench/run.sh            # creates .bench-venv (package + bench/requirements.txt), runs all four scenarios
-bash bench/run.sh --quick    # scenarios 1, 2 (64 and 256 streams) and 4, in under three minutes
+bash bench/run.sh            # creates .bench-venv (package + bench/requirements.txt), runs all five scenarios
+bash bench/run.sh --quick    # scenarios 1, 2 (64 and 256 streams), 4 and 5 (three clients), a few minutes
+bash bench/run.sh --only reasoning_decode [--quick]   # scenario 5 alone (about 1 minute; quick: 3 clients)
 ```
 
 `bench/run.sh` is `python3 -m venv .bench-venv && .bench-venv/bin/pip install -e '.[langchain,llamaindex]'
@@ -674,8 +806,10 @@ the project's own. Both modes write `bench/results/latest.json` (rows of `scenar
 and its charts. Other options: `--only stream_decode,import_time`, `--clients NAME,...` (`--list` names
 them), `--rounds`, `--tokens`, `--levels 64,256,1000`, `--conc-delay-ms`, `--framing coalesced` (64 KiB HTTP
 chunks instead of one per event), `--basis wall` (judge throughput on wall-clock), `--llama-threads N`,
-`--tag NAME` (write `<scenario>-NAME.json` only), `--profile CLIENT` (cProfile of one stream), `--no-docs`,
+`--tag NAME` (write `<scenario>-NAME.json` only), `--profile CLIENT` (cProfile of one stream; for a `+think`
+client one profile of the plain stream and one of the reasoning stream), `--no-docs`,
 `--docs-only` (rebuild this page from the stored results). The first full run provisions llama-server and the
 scripted GGUF for scenario 3 (minutes; cached afterwards). The firehose alone: `python -m bench.firehose
---port 8000`, then e.g. `curl -N -d '{"stream":true}' 127.0.0.1:8000/vllm/5/100/0/v1/chat/completions`.
+--port 8000`, then e.g. `curl -N -d '{"stream":true}' 127.0.0.1:8000/vllm/5/100/0/v1/chat/completions`
+(`/vllm+think/8/...` for a reasoning answer, half of it thinking; `+think25` for a quarter).
 """

@@ -24,7 +24,7 @@ from bench.clients import BY_NAME, SPECS, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("stream_decode", "concurrency", "e2e_llamacpp", "import_time")
+SCENARIOS = ("stream_decode", "concurrency", "e2e_llamacpp", "import_time", "reasoning_decode")
 
 Row = dict[str, Any]
 
@@ -120,6 +120,7 @@ class Ctx:
     tokens: int = 20_000
     repeats: int = 2
     llama_threads: int = 0  # 0: both set-ups (1 thread, then llama-server's default)
+    instructions: bool = False  # scenario 5: also count the engine codec's instructions under valgrind
     checked: dict[str, str | None] | None = None  # client -> why it cannot run (None: it can)
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -244,7 +245,7 @@ def expected_chars(tokens: int) -> int:
 
 
 def stream_decode(ctx: Ctx, only: list[str] | None = None) -> dict[str, Any]:
-    names = only or (QUICK_DECODE if ctx.quick else [s.name for s in SPECS])
+    names = only or (QUICK_DECODE if ctx.quick else [s.name for s in SPECS if s.scenario == "stream_decode"])
     specs = [BY_NAME[n] for n in names if available(ctx, BY_NAME[n])]
     rounds = ctx.rounds
     samples: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
@@ -347,6 +348,208 @@ def stream_decode(ctx: Ctx, only: list[str] | None = None) -> dict[str, Any]:
     }
     say(report.decode_table(summary))
     return {"rows": rows, "detail": detail}
+
+
+# ---- scenario 5: reasoning streams vs plain streams -------------------------------------------------------
+
+QUICK_REASONING = [
+    "engine_clients:VLLMClient.chat_stream+think",
+    "langchain:ChatVLLM+think",
+    "engine_clients:TGIClient.chat_stream+think",
+]
+REASONING_TARGET = 0.9
+
+
+def reasoning_decode(ctx: Ctx, only: list[str] | None = None) -> dict[str, Any]:
+    """Each client decodes a plain stream and a reasoning stream (the first half thinking, sent as the engine
+    sends it) of the same token count, alternately in one worker process per round (A B B A), clients in a
+    shuffled order each round, all against the one firehose. The verdict is the median of the paired ratios
+    (reasoning stream / plain stream, each pair from one process)."""
+    from bench.firehose import expected_split
+
+    names = only or (
+        QUICK_REASONING if ctx.quick else [s.name for s in SPECS if s.scenario == "reasoning_decode"]
+    )
+    specs = [BY_NAME[n] for n in names if available(ctx, BY_NAME[n])]
+    rounds, tokens = ctx.rounds, ctx.tokens
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    pairs: dict[str, list[dict[str, float]]] = {s.name: [] for s in specs}
+    rss: dict[str, list[float]] = {s.name: [] for s in specs}
+    errors: dict[str, str] = {}
+    rng = random.Random(11)
+    srv0 = server_cpu(ctx)
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        order = list(specs)
+        rng.shuffle(order)
+        for spec in order:
+            variants = {}
+            for v, dialect in (("plain", spec.dialect), ("reasoning", f"{spec.dialect}+{spec.think}")):
+                thought, answer = expected_split(dialect, tokens)
+                variants[v] = {"base": ctx.url(dialect, tokens), "expect": [len(thought), len(answer)]}
+            job = {
+                "kind": "paired",
+                "client": spec.name,
+                "tokens": tokens,
+                "repeats": ctx.repeats,
+                "variants": variants,
+            }
+            res = run_worker(ctx, job)
+            if "error" in res:
+                errors[spec.name] = res["error"]
+                say(f"  ! {spec.name}: {res['error'][:300]}")
+                continue
+            got = samples.setdefault(spec.name, {"plain": [], "reasoning": []})
+            for v in got:
+                got[v].extend(res["runs"][v])
+            # pair the i-th plain stream with the i-th reasoning stream of the same process
+            for p, q in zip(res["runs"]["plain"], res["runs"]["reasoning"], strict=False):
+                pairs[spec.name].append(
+                    {
+                        "wall": q["tokens_per_s"] / p["tokens_per_s"],
+                        "cpu": q["tokens_per_cpu_s"] / p["tokens_per_cpu_s"],
+                    }
+                )
+            rss[spec.name].append(res["peak_rss_mb"])
+        say(f"  round {r + 1}/{rounds} done ({time.perf_counter() - t0:.0f} s)")
+    srv1 = server_cpu(ctx)
+    wall = time.perf_counter() - t0
+
+    rows: list[Row] = []
+    summary: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        got = samples.get(spec.name)
+        if not got or not got["plain"] or not got["reasoning"]:
+            continue
+        ps = pairs[spec.name]
+        s: dict[str, Any] = {
+            "label": spec.title,
+            "mode": spec.mode,
+            "dialect": spec.dialect,
+            "think": spec.think,
+            "n": len(ps),
+            "peak_rss_mb": median(rss[spec.name]),
+        }
+        for v in ("plain", "reasoning"):
+            s[v] = {
+                "tokens_per_s": median([x["tokens_per_s"] for x in got[v]]),
+                "tokens_per_cpu_s": median([x["tokens_per_cpu_s"] for x in got[v]]),
+                "min": min(x["tokens_per_s"] for x in got[v]),
+                "max": max(x["tokens_per_s"] for x in got[v]),
+                "split": got[v][-1]["split"],
+            }
+        s["ratio"] = median([x["wall"] for x in ps])
+        s["ratio_cpu"] = median([x["cpu"] for x in ps])
+        s["ratio_range"] = (min(x["wall"] for x in ps), max(x["wall"] for x in ps))
+        s["ratio_cpu_range"] = (min(x["cpu"] for x in ps), max(x["cpu"] for x in ps))
+        summary[spec.name] = s
+        c = spec.name
+        for v in ("plain", "reasoning"):
+            rows += [
+                row("reasoning_decode", c, f"{v}_tokens_per_s", round(s[v]["tokens_per_s"], 1)),
+                row("reasoning_decode", c, f"{v}_tokens_per_cpu_s", round(s[v]["tokens_per_cpu_s"], 1)),
+            ]
+        rows += [
+            row("reasoning_decode", c, "ratio", round(s["ratio"], 3)),
+            row("reasoning_decode", c, "ratio_cpu", round(s["ratio_cpu"], 3)),
+            row("reasoning_decode", c, "ratio_min", round(s["ratio_range"][0], 3)),
+            row("reasoning_decode", c, "ratio_max", round(s["ratio_range"][1], 3)),
+            row("reasoning_decode", c, "ratio_cpu_min", round(s["ratio_cpu_range"][0], 3)),
+            row("reasoning_decode", c, "ratio_cpu_max", round(s["ratio_cpu_range"][1], 3)),
+            row("reasoning_decode", c, "pairs", s["n"]),
+        ]
+    srv_cpu = (srv1 - srv0) if srv0 is not None and srv1 is not None else None
+    if srv_cpu is not None:
+        rows.append(row("reasoning_decode", "firehose", "server_cpu_s", round(srv_cpu, 2)))
+    codec: dict[str, dict[str, Any]] = {}
+    if ctx.instructions:
+        shapes = sorted({(s.dialect, s.think) for s in specs if s.name.startswith("engine_clients:")})
+        codec = codec_instructions(ctx, shapes, tokens)
+        for key, c in codec.items():
+            if "error" in c:
+                errors[f"codec {key}"] = c["error"]
+                continue
+            rows += [
+                row("reasoning_decode", f"codec:{key}", "plain_instructions_per_token", round(c["plain"], 1)),
+                row(
+                    "reasoning_decode",
+                    f"codec:{key}",
+                    "reasoning_instructions_per_token",
+                    round(c["reasoning"], 1),
+                ),
+                row("reasoning_decode", f"codec:{key}", "ratio_instructions", round(c["ratio"], 3)),
+            ]
+    detail = {
+        "tokens": tokens,
+        "rounds": rounds,
+        "repeats_per_process": ctx.repeats,
+        "framing": ctx.framing,
+        "think_share_pct": _think_share(),
+        "target": REASONING_TARGET,
+        "wall_s": wall,
+        "server_cpu_s": srv_cpu,
+        "summary": summary,
+        "pairs": pairs,
+        "samples": samples,
+        "codec": codec,
+        "errors": errors,
+    }
+    say(report.reasoning_table(detail))
+    if codec:
+        say(report.codec_table(detail))
+    return {"rows": rows, "detail": detail}
+
+
+def codec_instructions(ctx: Ctx, shapes: list[tuple[str, str]], tokens: int) -> dict[str, dict[str, Any]]:
+    """Instructions the engine layer's codec (SSE decoder + chat stream decoder, no HTTP) executes per token
+    of the plain and of the reasoning stream, counted by valgrind (cachegrind without cache simulation):
+    a worker decoding the stream twice minus one decoding it once, both with ``PYTHONHASHSEED=0`` so that
+    everything but the second decode executes the same instructions. Unlike time, the count does not move
+    with the machine's load."""
+    import re as _re
+
+    from bench.firehose import expected_split
+
+    if shutil.which("valgrind") is None:
+        say("  note: --instructions needs valgrind (apt-get install valgrind); skipped")
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    env = {**ctx.env, "PYTHONHASHSEED": "0"}  # the same hashes in both processes: their difference is exact
+    for dialect, think in shapes:
+        key = f"{dialect}+{think}"
+        got: dict[str, float] = {}
+        try:
+            for v, d in (("plain", dialect), ("reasoning", key)):
+                ir = []
+                for k in (1, 2):
+                    job = json.dumps({"kind": "codec", "dialect": d, "tokens": tokens, "k": k})
+                    done = subprocess.run(
+                        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                         ctx.python, "-m", "bench.worker", job],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+                    )  # fmt: skip
+                    m = _re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+                    if m is None or "@@RESULT" not in done.stdout or '"error"' in done.stdout:
+                        raise RuntimeError((done.stderr or done.stdout).strip()[-300:])
+                    split = json.loads(done.stdout.split("@@RESULT ", 1)[1])["split"]
+                    want = [len(x) for x in expected_split(d, tokens)]
+                    if split != want:
+                        raise RuntimeError(f"{d}: decoded (reasoning, answer) {split}, expected {want}")
+                    ir.append(int(m.group(1).replace(",", "")))
+                got[v] = (ir[1] - ir[0]) / tokens
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            say(f"  ! codec {key}: {exc}")
+            continue
+        out[key] = {**got, "ratio": got["plain"] / got["reasoning"]}
+        say(f"  codec {key}: {got['plain']:,.0f} / {got['reasoning']:,.0f} instructions per token")
+    return out
+
+
+def _think_share() -> int:
+    from bench.firehose import THINK_SHARE
+
+    return THINK_SHARE
 
 
 # ---- scenario 2: concurrency -----------------------------------------------------------------------------
@@ -707,23 +910,35 @@ def import_time(ctx: Ctx, runs: int, peers: bool) -> dict[str, Any]:
 
 
 def profile(ctx: Ctx, client: str, tokens: int) -> None:
+    """cProfile one stream of ``client``; a reasoning_decode client (``...+think``) is profiled on its plain
+    stream and on its reasoning stream, one file each, so that the two can be compared function by
+    function."""
     import pstats
 
     spec = BY_NAME[client]
-    out = RESULTS / f"profile-{client.replace(':', '_')}.pstats"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    job = {
-        "kind": "decode",
-        "client": client,
-        "base": ctx.url(spec.dialect, tokens),
-        "tokens": tokens,
-        "profile": str(out),
-    }
-    res = run_worker(ctx, job)
-    say(json.dumps({k: v for k, v in res.items() if k != "traceback"})[:500])
-    st = pstats.Stats(str(out))
-    st.sort_stats("tottime").print_stats(30)
-    st.sort_stats("cumulative").print_stats(30)
+    stem = f"profile-{client.replace(':', '_').replace('+', '_')}"
+    variants = {"": spec.dialect}
+    if spec.think:
+        variants = {"-plain": spec.dialect, "-reasoning": f"{spec.dialect}+{spec.think}"}
+    for tag, dialect in variants.items():
+        out = RESULTS / f"{stem}{tag}.pstats"
+        job = {
+            "kind": "decode",
+            "client": client,
+            "base": ctx.url(dialect, tokens),
+            "tokens": tokens,
+            "profile": str(out),
+        }
+        if spec.think:  # tags are not delivered: check the characters, not the chunk count
+            from bench.firehose import expected_split
+
+            job["expect_chars"] = sum(map(len, expected_split(dialect, tokens)))
+        res = run_worker(ctx, job)
+        say(f"== {dialect}: " + json.dumps({k: v for k, v in res.items() if k != "traceback"})[:500])
+        st = pstats.Stats(str(out))
+        st.sort_stats("tottime").print_stats(30)
+        st.sort_stats("cumulative").print_stats(30)
 
 
 # ---- main ------------------------------------------------------------------------------------------------
@@ -745,11 +960,15 @@ def _check_env() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description="engine_clients benchmark suite")
-    ap.add_argument("--quick", action="store_true", help="scenarios 1, 2 (up to 256 streams) and 4, < 3 min")
+    ap.add_argument(
+        "--quick", action="store_true", help="scenarios 1, 2 (up to 256 streams), 4 and 5 with fewer clients"
+    )
     ap.add_argument("--only", default="", help=f"comma-separated scenarios out of {', '.join(SCENARIOS)}")
-    ap.add_argument("--clients", default="", help="comma-separated client names (scenarios 1 and 2)")
+    ap.add_argument("--clients", default="", help="comma-separated client names (scenarios 1, 2 and 5)")
     ap.add_argument("--rounds", type=int, default=None, help="alternated rounds (default 5, quick 3)")
-    ap.add_argument("--tokens", type=int, default=20_000, help="tokens per stream in scenario 1 (>= 20000)")
+    ap.add_argument(
+        "--tokens", type=int, default=20_000, help="tokens per stream in scenarios 1 and 5 (>= 20000)"
+    )
     ap.add_argument("--repeats", type=int, default=2, help="timed streams per worker process")
     ap.add_argument("--levels", default="", help="concurrency levels (default 64,256,1000; quick 64,256)")
     ap.add_argument("--conc-delay-ms", type=float, default=None, help="fixed per-token delay for scenario 2")
@@ -773,6 +992,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="write bench/results/<scenario>-<tag>.json only (latest.json and the docs are left alone)",
     )
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="scenario 5: also count the engine codec's instructions per token under valgrind (minutes)",
+    )
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and charts")
     ap.add_argument("--list", action="store_true", help="list the clients and exit")
     ap.add_argument(
@@ -792,7 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.list:
         for s in SPECS:
-            say(f"{s.name:55s} {s.group:5s} {s.mode:5s} {s.dialect:8s} {s.title}")
+            scen = "" if s.scenario == "stream_decode" else f"[{s.scenario}] "
+            say(f"{s.name:55s} {s.group:5s} {s.mode:5s} {s.dialect:8s} {scen}{s.title}")
         return 0
     _check_env()
     ctx = Ctx(quick=args.quick, python=sys.executable, env=worker_env(), framing=args.framing)
@@ -800,10 +1025,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx.tokens = args.tokens
     ctx.repeats = args.repeats
     ctx.llama_threads = args.llama_threads
+    ctx.instructions = args.instructions
     if ctx.tokens < 20_000:
-        ctx.notes.append(f"scenario 1 ran with {ctx.tokens} tokens per stream (the spec asks for >= 20,000)")
+        ctx.notes.append(
+            f"scenarios 1 and 5 ran with {ctx.tokens} tokens per stream (the spec asks for >= 20,000)"
+        )
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()] or (
-        ["stream_decode", "concurrency", "import_time"] if args.quick else list(SCENARIOS)
+        ["stream_decode", "concurrency", "import_time", "reasoning_decode"] if args.quick else list(SCENARIOS)
     )
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
@@ -838,10 +1066,19 @@ def main(argv: list[str] | None = None) -> int:
     with firehose(ctx):
         if "stream_decode" in scenarios:
             say(f"\n== 1. stream decode: {ctx.tokens} tokens/stream, {ctx.rounds} alternated rounds ==")
-            out["stream_decode"] = stream_decode(ctx, [c for c in clients or [] if c in BY_NAME] or None)
+            only = [c for c in clients or [] if BY_NAME[c].scenario == "stream_decode"] or None
+            out["stream_decode"] = stream_decode(ctx, only)
+        if "reasoning_decode" in scenarios:
+            say(
+                f"\n== 5. reasoning streams: {ctx.tokens} tokens/stream (half thinking) vs plain, "
+                f"{ctx.rounds} rounds =="
+            )
+            only = [c for c in clients or [] if BY_NAME[c].scenario == "reasoning_decode"] or None
+            out["reasoning_decode"] = reasoning_decode(ctx, only)
         if "concurrency" in scenarios:
             say(f"\n== 2. concurrency: {levels} streams x {CONC_TOKENS} tokens ==")
-            only = [c for c in clients or [] if BY_NAME[c].mode == "async"] or None
+            conc = [c for c in clients or [] if BY_NAME[c].scenario == "stream_decode"]
+            only = [c for c in conc if BY_NAME[c].mode == "async"] or None
             out["concurrency"] = concurrency(ctx, levels, args.conc_delay_ms, only)
     if "e2e_llamacpp" in scenarios:
         say("\n== 3. end to end against llama-server ==")

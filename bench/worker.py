@@ -10,6 +10,11 @@ Jobs:
 * ``{"kind": "e2e", ...}`` - like decode, against a real engine (``opts`` carries max_tokens, extra_body).
 * ``{"kind": "interleaved", "clients": [NAME, ...], "base": URL, "rounds": R, "opts": {...}}`` - several
   sync clients in one process, timed in turns (used against llama-server: see :func:`interleaved`).
+* ``{"kind": "codec", "dialect": D, "tokens": N, "k": K}`` - the engine codec alone on a firehose body, for
+  an instruction counter (see :func:`codec`).
+* ``{"kind": "paired", "client": NAME, "tokens": N, "repeats": R, "variants": {"plain": {"base": URL,
+  "expect": [reasoning chars, answer chars]}, "reasoning": {...}}}`` - one client on two streams of the same
+  token count (plain and reasoning), timed alternately in this process: see :func:`paired`.
 """
 
 from __future__ import annotations
@@ -271,11 +276,111 @@ def interleaved(job: dict[str, Any]) -> dict[str, Any]:
     return {"rounds": rounds}
 
 
+def paired(job: dict[str, Any]) -> dict[str, Any]:
+    """One client, two streams of N tokens (``variants``: "plain" first, then the one compared with it),
+    timed in this one process in alternating order (A B B A ...), so that both meet the same interpreter
+    state, allocator and machine load; each variant gets its own client object (the firehose URL carries
+    the stream shape) and a warm-up stream. Every timed stream is checked: the characters delivered as
+    reasoning and as answer (``one.split``) must match the variant's ``expect``."""
+    from bench.clients import BY_NAME
+
+    spec = BY_NAME[job["client"]]
+    names = list(job["variants"])
+    ones = {v: spec.setup(job["variants"][v]["base"], job.get("opts") or {}) for v in names}
+    is_async = spec.mode == "async"
+    repeats = int(job.get("repeats", 2))
+    warm = int(job.get("warmup", WARMUP_CHUNKS))
+    tokens = int(job["tokens"])
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in names}
+    errors: list[str] = []
+
+    def record(v: str, wall: float, cpu: float, n: int, chars: int) -> None:
+        split = list(getattr(ones[v], "split", [0, chars]))
+        expect = job["variants"][v].get("expect")
+        if expect is not None and split != list(expect):
+            errors.append(f"{v}: delivered (reasoning, answer) = {split} characters, expected {list(expect)}")
+        runs[v].append(
+            {
+                "chunks": n,
+                "chars": chars,
+                "split": split,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "tokens_per_s": tokens / wall if wall > 0 else 0.0,
+                "tokens_per_cpu_s": tokens / cpu if cpu > 0 else 0.0,
+            }
+        )
+
+    order = [names[i % 2 if (i // 2) % 2 == 0 else 1 - i % 2] for i in range(2 * repeats)]  # A B B A A B ...
+    if is_async:
+
+        async def run() -> None:
+            for v in names:
+                if warm:
+                    await _drain_async(ones[v], warm)
+            for v in order:
+                gc.collect()
+                c0, t0 = time.process_time(), time.perf_counter()
+                n, chars = await _drain_async(ones[v])
+                record(v, time.perf_counter() - t0, time.process_time() - c0, n, chars)
+
+        asyncio.run(run())
+    else:
+        for v in names:
+            if warm:
+                _drain_sync(ones[v], warm)
+        for v in order:
+            gc.collect()
+            c0, t0 = time.process_time(), time.perf_counter()
+            n, chars = _drain_sync(ones[v])
+            record(v, time.perf_counter() - t0, time.process_time() - c0, n, chars)
+    out: dict[str, Any] = {"runs": runs, "order": order, "peak_rss_mb": _peak_rss_mb()}
+    if errors:
+        out["error"] = "; ".join(sorted(set(errors)))
+    return out
+
+
+def codec(job: dict[str, Any]) -> dict[str, Any]:
+    """``{"kind": "codec", "dialect": "tgi+think", "tokens": N, "k": K}``: the engine layer alone, no HTTP:
+    the firehose's chat body for ``dialect``, one HTTP chunk per SSE event as the transport receives it,
+    decoded K times through ``SSEDecoder`` and the dialect's chat stream decoder (what the transports run
+    on each chunk). Meant to run under an instruction counter: the difference between K=2 and K=1 is one
+    warm decode of the stream."""
+    from bench.firehose import _unchunk, split_dialect, stream_events
+    from engine_clients import Reasoning, Token
+    from engine_clients._sse import SSEDecoder
+    from engine_clients.dialects.llamacpp import LlamaCppDialect
+    from engine_clients.dialects.tgi import TGIDialect
+    from engine_clients.dialects.vllm import VLLMDialect
+
+    dialect, n = job["dialect"], int(job["tokens"])
+    cls = {"vllm": VLLMDialect, "tgi": TGIDialect, "llamacpp": LlamaCppDialect}[split_dialect(dialect)[0]]
+    chunks = [_unchunk(c) for c in stream_events(dialect, "chat", n)]
+    split = [0, 0]
+    for _ in range(int(job.get("k", 1))):
+        decoder = cls("bench-model").chat_stream_decoder()
+        sse = SSEDecoder()
+        split = [0, 0]
+        for chunk in chunks:
+            for event in sse.feed(chunk):
+                for ev in decoder.feed(event):
+                    t = type(ev)
+                    if t is Token:
+                        split[1] += len(ev.text)
+                    elif t is Reasoning:
+                        split[0] += len(ev.text)
+    return {"split": split}
+
+
 def main() -> None:
     job = json.loads(sys.argv[1])
     try:
         if job["kind"] in ("decode", "e2e"):
             out = decode(job)
+        elif job["kind"] == "codec":
+            out = codec(job)
+        elif job["kind"] == "paired":
+            out = paired(job)
         elif job["kind"] == "interleaved":
             out = interleaved(job)
         elif job["kind"] == "concurrency":
