@@ -377,9 +377,8 @@ def lc_async(dialect: str):
 
 def li_sync(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
-        from llama_index.core.llms import ChatMessage
-
         import llama_index.llms.selfhosted as li
+        from llama_index.core.llms import ChatMessage
 
         llm = _construct(getattr(li, _LI_CLASSES[dialect]), base, opts, dialect)
         msgs = [ChatMessage(role="user", content=PROMPT)]
@@ -396,9 +395,8 @@ def li_sync(dialect: str):
 
 def li_async(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-        from llama_index.core.llms import ChatMessage
-
         import llama_index.llms.selfhosted as li
+        from llama_index.core.llms import ChatMessage
 
         llm = _construct(getattr(li, _LI_CLASSES[dialect]), base, opts, dialect)
         msgs = [ChatMessage(role="user", content=PROMPT)]

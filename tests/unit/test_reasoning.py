@@ -440,36 +440,3 @@ def test_history_without_reasoning_is_untouched() -> None:
         assert client(engine).build_chat(messages).json["messages"][1] == {"role": "assistant", "content": "y"}
     with pytest.raises(InvalidRequestError):
         client("vllm").build_chat([{"role": "assistant", "content": "y", "reasoning": {"x": 1}}])
-
-
-# ---- hot path -------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("engine", ["vllm", "tgi"])
-def test_reasoning_heavy_stream_decodes_as_fast_as_a_plain_one(engine: str) -> None:
-    """The benchmark's bar: a stream that is mostly thinking decodes at >= 0.9x a plain stream's rate
-    (best of interleaved rounds, CPU time, so other load on the machine does not decide it)."""
-    import time
-
-    from engine_clients._sse import SSEDecoder
-
-    n, words = 2000, ["hello", " world", " this", " is", " a", " test", " of", " x"]
-    role = {"role": "assistant"} if engine == "tgi" else {}
-    plain = [chunk(**role, content=words[i % 8]) for i in range(n)]
-    if engine == "tgi":  # no reasoning parser: the thinking is inside the content
-        heavy = [chunk(**role, content="<think>"), *[chunk(**role, content=words[i % 8]) for i in range(n - 2)],
-                 chunk(**role, content="</think>")]
-    else:
-        heavy = [chunk(reasoning=words[i % 8]) for i in range(n)]
-    bodies = {"plain": sse(*plain, chunk(finish="stop")), "heavy": sse(*heavy, chunk(finish="stop"))}
-    dialect = client(engine).dialect
-    best = {"plain": float("inf"), "heavy": float("inf")}
-    for _ in range(15):
-        for name, data in bodies.items():
-            t0 = time.process_time()
-            decoder, framing = dialect.chat_stream_decoder(), SSEDecoder(1 << 20, 1 << 30)
-            events = [e for i in range(0, len(data), 4096) for ev in framing.feed(data[i : i + 4096])
-                      for e in decoder.feed(ev)]
-            best[name] = min(best[name], time.process_time() - t0)
-            assert isinstance(events[-1], End)
-    assert best["plain"] / best["heavy"] >= 0.9, best
