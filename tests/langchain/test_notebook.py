@@ -44,3 +44,5 @@ def test_notebook_runs_with_nothing_configured(
     assert "tool call: get_weather" in text
     assert "Person(name=" in text
     assert "too long:" in text
+    assert "retrieved: ['weather in paris today']" in text  # embeddings + reranker on the embedded servers
+    assert "rag answer:" in text

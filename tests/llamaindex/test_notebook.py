@@ -51,3 +51,5 @@ def test_quickstart_notebook_runs(llama_server: EngineServer, monkeypatch: pytes
     # the agent: the tool ran with the engine's arguments, then the model answered
     tool_line = out.index("tool get_weather({'city': 'a'}) -> It is sunny in a.\n")
     assert out.index("answer: Hello world.", tool_line) > tool_line
+    assert "retrieved: ['weather in paris today']" in out  # the self-hosted RAG picked the right document
+    assert "rag answer:" in out
