@@ -66,6 +66,16 @@ def _top_n(top_n: int | None, engine: str) -> int | None:
     return top_n
 
 
+def _rerank_inputs(
+    client: _Client, query: str, documents: Sequence[str], top_n: int | None, batch_size: int | None
+) -> tuple[EmbeddingCodec, str, list[str], int | None, int | None]:
+    """The checked inputs of ``rerank``/``arerank``: codec, query, documents, top_n and a given batch size."""
+    codec = _codec(client)
+    [checked] = _texts([query], "query", codec.engine)
+    docs = _texts(documents, "documents", codec.engine)
+    return codec, checked, docs, _top_n(top_n, codec.engine), _size(batch_size, codec.engine)
+
+
 class EmbeddingsMixin:
     """``embed``/``rerank`` and their async twins, for clients whose dialect is an ``EmbeddingCodec``.
 
@@ -159,11 +169,8 @@ class EmbeddingsMixin:
         """Documents by relevance to ``query``, best first, at most ``top_n``; each result has the
         document's ``index`` in ``documents``, its ``score`` and its text. More documents than one request
         takes are reranked in batches and merged (scores of one model are comparable across requests)."""
-        codec = _codec(self)
-        [query] = _texts([query], "query", codec.engine)
-        docs = _texts(documents, "documents", codec.engine)
-        top = _top_n(top_n, codec.engine)
-        size = _size(batch_size, codec.engine) or self.batch_limit()
+        codec, query, docs, top, size = _rerank_inputs(self, query, documents, top_n, batch_size)
+        size = size or self.batch_limit()
         if not docs or top == 0:
             return Reranking([], model or codec.model, None, codec.engine)
         chunks = _chunks(docs, size)
@@ -185,11 +192,8 @@ class EmbeddingsMixin:
         batch_size: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> Reranking:
-        codec = _codec(self)
-        [query] = _texts([query], "query", codec.engine)
-        docs = _texts(documents, "documents", codec.engine)
-        top = _top_n(top_n, codec.engine)
-        size = _size(batch_size, codec.engine) or await self.abatch_limit()
+        codec, query, docs, top, size = _rerank_inputs(self, query, documents, top_n, batch_size)
+        size = size or await self.abatch_limit()
         if not docs or top == 0:
             return Reranking([], model or codec.model, None, codec.engine)
         chunks = _chunks(docs, size)
