@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
-from .types import Completion, End, StreamEvent
+from .types import Completion
 
 __all__ = ["Call", "active_tracer", "set_tracer_provider", "tracer"]
 
@@ -208,65 +208,6 @@ class Call:
 
 def activate(call: Call | None) -> AbstractContextManager[Any]:
     return nullcontext() if call is None else call.active()
-
-
-def traced(start: Callable[[], Call | None], events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
-    """``events`` in a span started at the first read, ended at End, at the error, or when the consumer
-    closes the stream."""
-    call = start()
-    if call is None:
-        yield from events
-        return
-    ended = False
-    try:
-        for event in events:
-            if type(event) is End:
-                ended = True
-                call.done(event.completion)
-            yield event
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
-        if not ended:
-            ended = True
-            call.fail(exc)
-        raise
-    finally:
-        if not ended:
-            call.closed()
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-
-
-async def atraced(
-    start: Callable[[], Call | None], events: AsyncIterator[StreamEvent]
-) -> AsyncIterator[StreamEvent]:
-    call = start()
-    if call is None:
-        async for event in events:
-            yield event
-        return
-    ended = False
-    try:
-        async for event in events:
-            if type(event) is End:
-                ended = True
-                call.done(event.completion)
-            yield event
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
-        if not ended:
-            ended = True
-            call.fail(exc)
-        raise
-    finally:
-        if not ended:
-            call.closed()
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def _text(content: Any) -> str:

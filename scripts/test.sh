@@ -10,6 +10,7 @@ start=$(date +%s)
 .venv/bin/python -m pip install -q -e ".[dev]" -e integrations/langchain -e integrations/llamaindex \
     -e integrations/llamaindex/embeddings -e integrations/llamaindex/postprocessor
 echo "== project installed ($(( $(date +%s) - start )) s)"
+.venv/bin/python scripts/unasync.py --check  # engine_clients/_sync is generated from engine_clients/_async
 .venv/bin/python scripts/check_wheels.py
 echo "== wheels built and checked in a clean venv ($(( $(date +%s) - start )) s)"
 .venv/bin/python -m engine_clients.testing provision

@@ -1,0 +1,354 @@
+"""What a client is apart from its I/O: configuration, transports, request building, spans and lifecycle.
+
+The calls themselves (``chat``/``achat`` and the rest) are written once in ``_async/client.py``;
+``_sync/client.py`` is generated from it. Everything engine-specific is in the dialect the client names.
+
+Reasoning models: chat answers carry the thinking in ``Completion.reasoning`` and streams yield it as
+:class:`~engine_clients.Reasoning` events, never inside ``Token.text``. Engines that parse the thinking
+out themselves deliver it apart; otherwise it is split off the content at ``think_tags``. The per-request
+controls ``thinking``, ``reasoning_effort`` and ``thinking_budget`` map to each engine's own fields, and
+a route that has no field for one refuses it with :class:`InvalidRequestError` before sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+
+import httpx
+from typing_extensions import Self
+
+from . import _otel
+from ._affinity import OnHeaders, SessionAffinity, SessionRouting
+from ._media import DEFAULT_MAX_MEDIA_BYTES, ImageInput, normalize_images
+from ._requests import (
+    ChatRequest,
+    GenerateRequest,
+    ReasoningControls,
+    normalize_messages,
+    normalize_response_format,
+    normalize_tool_choice,
+    normalize_tools,
+)
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
+from ._timing import Measure
+from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
+from .dialects import OpenAICompatDialect
+from .dialects.base import HttpRequest, StreamDecoder
+from .dialects.reasoning import DEFAULT_THINK_TAGS, ThinkTags
+from .errors import InvalidRequestError
+from .types import (
+    Completion,
+    HealthStatus,
+    MessageInput,
+    ResponseFormatInput,
+    ToolChoice,
+    ToolInput,
+)
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+__all__ = ["HEALTH_TIMEOUT", "ClientCore", "health_of_status"]
+
+HEALTH_TIMEOUT = 5.0
+_CONTROLS = frozenset({"thinking", "reasoning_effort", "thinking_budget"})
+
+
+class _Route(TypedDict):
+    """Transport keywords for one call: a router's session header or cookie, and its Set-Cookie reader."""
+
+    headers: dict[str, str] | None
+    on_headers: OnHeaders | None
+
+
+class ClientCore:
+    """Configuration, transports and request building shared by the sync and async API."""
+
+    dialect_class: ClassVar[type[OpenAICompatDialect]]
+    env_prefix: ClassVar[str]
+    trace_content: bool | None = None
+    """Record prompt and completion text on OpenTelemetry spans (None: the environment variable
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` decides; off unless it is ``true``)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | SecretStr | None = None,
+        model: str | None = None,
+        timeout: float | Timeouts | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        think_tags: ThinkTags | None = DEFAULT_THINK_TAGS,
+        affinity: SessionAffinity | str | None = None,
+        max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
+    ) -> None:
+        """``think_tags``: the tags a model wraps its thinking in inside the content, split off into
+        ``reasoning`` on chat routes (a no-op when the engine already parsed the thinking out); pass
+        ``ThinkTags(implicit_open=True)`` when the chat template opens the tag in the prompt, or None to
+        leave the content raw. Native text routes (``generate``) are never split.
+
+        ``affinity``: how a call's ``session_id`` reaches a router in front of the engines (a
+        :class:`SessionAffinity`, or a preset name: ``"vllm-router"``, the default, sends ``X-Session-ID``;
+        ``"litellm"``, ``"dynamo"``, ``"llm-d"``).
+
+        ``max_media_bytes``: the largest image or audio item (decoded) sent inline; a larger one raises
+        :class:`MediaTooLargeError` before anything is sent."""
+        url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
+        if not url:
+            raise InvalidRequestError(
+                f"no base_url given and {self.env_prefix}_BASE_URL is not set",
+                engine=self.dialect_class.engine,
+            )
+        if "," in url:
+            raise InvalidRequestError(
+                f"{url!r} names several servers: use EnginePool for replicas",
+                engine=self.dialect_class.engine,
+            )
+        self.base_url = url.rstrip("/")
+        key = api_key if api_key is not None else os.environ.get(f"{self.env_prefix}_API_KEY")
+        if isinstance(key, str):
+            from pydantic import SecretStr  # not at import time: pydantic costs ~40 ms to import
+
+            key = SecretStr(key)
+        self.api_key: SecretStr | None = key
+        self.model = model
+        self.timeouts = Timeouts.coerce(timeout)
+        self.max_retries = max_retries
+        self.dialect = self.dialect_class(model, think_tags)
+        hdrs = {"user-agent": "llm-engine-clients/0.1"}
+        hdrs.update(headers or {})
+        if self.api_key is not None and self.api_key.get_secret_value():
+            hdrs["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        self._http_headers = hdrs
+        self._limits = (max_event_bytes, max_stream_bytes)
+        self._given_sync = http_client
+        self._given_async = async_http_client
+        self._sync: SyncTransport | None = None
+        self._async: AsyncTransport | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self.max_media_bytes = max_media_bytes
+        self._media_marker: str | None = None  # llama-server's /props media_marker, read on first need
+        self.affinity = SessionAffinity.coerce(affinity)
+        self._routing = SessionRouting(self.affinity)
+        self._pid = os.getpid()  # a forked child opens its own connections (see _after_fork)
+
+    @property
+    def engine(self) -> str:
+        return self.dialect.engine
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={redact_url(self.base_url)!r}, model={self.model!r})"
+
+    # -- transports, created on first use so a sync-only user never opens an async client and vice versa --
+    def _transport_args(self) -> tuple[Any, ...]:
+        return (
+            self.base_url,
+            self._http_headers,
+            self.timeouts,
+            self.max_retries,
+            self.dialect.parse_error,
+            *self._limits,
+        )
+
+    def _after_fork(self) -> None:
+        """In a forked child, drop the parent's transports: their pooled sockets are shared with the
+        parent, so the child opens its own connections (a given ``http_client`` is the caller's to manage)."""
+        if self._pid != os.getpid():
+            self._sync = self._async = None
+            self._async_loop = None
+            self._pid = os.getpid()
+
+    @property
+    def sync_transport(self) -> SyncTransport:
+        self._after_fork()
+        if self._sync is None:
+            self._sync = SyncTransport(*self._transport_args(), http_client=self._given_sync)
+        return self._sync
+
+    @property
+    def async_transport(self) -> AsyncTransport:
+        self._after_fork()
+        loop = _running_loop()
+        if self._async is not None and self._given_async is None and self._async_loop is not loop:
+            # httpx's async connections belong to the event loop that opened them (asyncio.run per call, a
+            # notebook's loop then a thread's, ...): each loop gets its own; the old one dies with its loop.
+            self._async = None
+        if self._async is None:
+            self._async = AsyncTransport(*self._transport_args(), http_client=self._given_async)
+            self._async_loop = loop
+        return self._async
+
+    # -- request building (pure) --
+    def _chat_request(
+        self,
+        messages: Sequence[MessageInput] | str,
+        tools: Sequence[ToolInput] | None,
+        tool_choice: ToolChoice | bool | None,
+        response_format: ResponseFormatInput | None,
+        model: str | None,
+        extra_body: Mapping[str, Any] | None,
+        sampling: dict[str, Any],
+        reasoning: ReasoningControls,
+    ) -> ChatRequest:
+        norm_tools = normalize_tools(tools)
+        return ChatRequest(
+            messages=normalize_messages(messages, self.max_media_bytes),
+            tools=norm_tools,
+            tool_choice=normalize_tool_choice(tool_choice, norm_tools),
+            response_format=normalize_response_format(response_format),
+            sampling=sampling,
+            extra_body=dict(extra_body or {}),
+            model=model,
+            reasoning=reasoning,
+        )
+
+    def build_chat(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        tools: Sequence[ToolInput] | None = None,
+        tool_choice: ToolChoice | bool | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        thinking: bool | None = None,
+        reasoning_effort: str | None = None,
+        thinking_budget: int | None = None,
+        stream: bool = False,
+        **sampling: Any,
+    ) -> HttpRequest:
+        """The HTTP request ``chat`` would send, without sending it (for inspection and tests)."""
+        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        req = self._chat_request(
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
+        )
+        return self.dialect.build_chat(req, stream)
+
+    def build_generate(
+        self,
+        prompt: str,
+        *,
+        images: Sequence[ImageInput] | None = None,
+        response_format: ResponseFormatInput | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        **sampling: Any,
+    ) -> HttpRequest:
+        """The HTTP request ``generate`` would send, without sending it (images on llama.cpp need the
+        server's media marker, which ``generate`` reads first)."""
+        if not isinstance(prompt, str):
+            raise InvalidRequestError("prompt must be a string", engine=self.engine)
+        controls = sorted(_CONTROLS & sampling.keys())
+        if controls:
+            raise InvalidRequestError(
+                f"{', '.join(controls)}: thinking controls act through the chat template, which the native"
+                " text route does not apply; use chat",
+                engine=self.engine,
+            )
+        req = GenerateRequest(
+            prompt,
+            normalize_response_format(response_format),
+            sampling,
+            dict(extra_body or {}),
+            model,
+            normalize_images(images, self.max_media_bytes),
+            self._media_marker,
+        )
+        return self.dialect.build_generate(req, stream)
+
+    def _media_probe(self, images: Sequence[ImageInput] | None) -> tuple[tuple[str, ...], HttpRequest | None]:
+        """``images`` normalized (refused before any I/O when the route cannot take them), and the discovery
+        request to answer before sending them on the native text route, if one is needed."""
+        urls = normalize_images(images, self.max_media_bytes)
+        if not urls or self._media_marker is not None:
+            return urls, None
+        return urls, self.dialect.media_probe(urls)
+
+    def affinity_params(self, slot: int) -> dict[str, Any]:
+        """Sampling parameters that keep one session's prompt cache warm on this server, for session
+        affinity in :class:`EnginePool` (``slot`` is the session's stable slot number on this replica).
+        Empty by default: the engine needs nothing beyond being sent to the same replica."""
+        return {}
+
+    def _route(self, session_id: str | None) -> _Route:
+        """Transport keywords that carry ``session_id`` to a router (see ``affinity``)."""
+        headers, on_headers = self._routing.route(session_id)
+        return {"headers": headers, "on_headers": on_headers}
+
+    def _span(
+        self, chat: bool, model: str | None, sampling: Mapping[str, Any], prompt: Any
+    ) -> _otel.Call | None:
+        """An OpenTelemetry span for one request (None when opentelemetry is absent or records nothing)."""
+        tracer = _otel.active_tracer()
+        if tracer is None:
+            return None
+        return _otel.Call.open(
+            tracer,
+            operation="chat" if chat else "text_completion",
+            engine=self.engine,
+            base_url=self.base_url,
+            model=model or self.model,
+            sampling=sampling,
+            prompt=(lambda: normalize_messages(prompt)) if chat else (lambda: prompt),
+            capture=self.trace_content,
+        )
+
+    def _timed(self, chat: bool, body: Any, measure: Measure) -> Completion:
+        """The parsed answer with its timings: the transport's clock readings and the engine's figures."""
+        completion = self.dialect.parse_chat(body) if chat else self.dialect.parse_generate(body)
+        server = self.dialect.parse_timings([body], measure.headers)
+        completion.timings = measure.timings(server, completion.usage)
+        return completion
+
+    def _decoder(self, chat: bool, model: str | None) -> StreamDecoder:
+        decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
+        if model:
+            decoder.model = model
+        return decoder
+
+    # -- lifecycle: hand-written, since aclose closes both halves --
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(f"{type(self).__name__} holds open connections and cannot be pickled")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def health_of_status(status: int) -> HealthStatus:
+    if status < 300:
+        return HealthStatus.HEALTHY
+    return HealthStatus.DEGRADED

@@ -1,0 +1,206 @@
+"""What the transport's sync and async halves share: time limits, the retry policy and error mapping.
+
+The loops themselves are in ``_async/transport.py`` (and its generated twin ``_sync/transport.py``). They know
+HTTP, retries, time limits and SSE; they know no engine. Retries (tenacity, exponential backoff with
+jitter, ``Retry-After`` honoured) cover connect errors, timeouts, 429 and 502/503/504, and only happen
+before a response body is handed to the caller: a stream that breaks later raises :class:`StreamError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
+from .dialects.base import StreamDecoder, loads
+from .errors import (
+    EngineError,
+    EngineUnavailableError,
+    RateLimitError,
+    StreamError,
+    StreamTimeoutError,
+    TimeoutError,
+)
+
+__all__ = ["OnHeaders", "Timeouts", "TransportBase", "parse_retry_after", "redact_url", "stream_timeout"]
+
+MAX_RETRY_WAIT = 30.0
+OnHeaders = Callable[[Iterable[tuple[str, str]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Time limits in seconds. ``read`` bounds a non-streamed answer; ``chunk`` bounds the wait for each
+    stream chunk (the first one included, so it also bounds time to first token)."""
+
+    connect: float = 10.0
+    read: float = 600.0
+    chunk: float = 120.0
+    write: float = 60.0
+    pool: float = 60.0
+
+    @classmethod
+    def coerce(cls, value: float | Timeouts | httpx.Timeout | None) -> Timeouts:
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        if isinstance(value, httpx.Timeout):
+            d = cls()
+            return cls(
+                value.connect or d.connect,
+                value.read or d.read,
+                value.read or d.chunk,
+                value.write or d.write,
+                value.pool or d.pool,
+            )
+        v = float(value)
+        return cls(connect=min(v, 10.0), read=v, chunk=v, write=v, pool=v)
+
+    def httpx(self, stream: bool) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect, read=self.chunk if stream else self.read, write=self.write, pool=self.pool
+        )
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, StreamError):
+        return False
+    return bool(isinstance(exc, RateLimitError | EngineUnavailableError | TimeoutError))
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    import email.utils  # rare: only HTTP-date Retry-After values
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    ra = getattr(exc, "retry_after", None)
+    if isinstance(ra, int | float):
+        return min(float(ra), MAX_RETRY_WAIT)
+    return float(tenacity_lib().backoff(state))
+
+
+class _Tenacity:
+    """tenacity, imported on the first request rather than with the package (import time matters)."""
+
+    def __init__(self) -> None:
+        import tenacity
+
+        self.Retrying = tenacity.Retrying
+        self.AsyncRetrying = tenacity.AsyncRetrying
+        self.retry_if_exception = tenacity.retry_if_exception
+        self.stop_after_attempt = tenacity.stop_after_attempt
+        self.backoff = tenacity.wait_exponential(multiplier=0.5, max=8.0) + tenacity.wait_random(0, 0.5)
+
+
+_TENACITY: _Tenacity | None = None
+
+
+def tenacity_lib() -> _Tenacity:
+    global _TENACITY
+    if _TENACITY is None:
+        _TENACITY = _Tenacity()
+    return _TENACITY
+
+
+class TransportBase:
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        max_retries: int,
+        parse_error: Callable[[int, bytes], EngineError],
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self.timeouts = timeouts
+        self._t_plain = timeouts.httpx(stream=False)
+        self._t_stream = timeouts.httpx(stream=True)
+        self.max_retries = max_retries
+        self._parse_error = parse_error
+        self._max_event = max_event_bytes
+        self._max_stream = max_stream_bytes
+        self.on_retry: Callable[[BaseException], None] | None = None
+
+    def __repr__(self) -> str:  # never the headers: they hold the API key
+        return f"{type(self).__name__}({redact_url(self.base_url)!r})"
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _with(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """The client's headers plus a request's own (a router's session header or cookie)."""
+        return self._headers if not headers else {**self._headers, **headers}
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> EngineError:
+        err = self._parse_error(response.status_code, body)
+        err.retry_after = parse_retry_after(response.headers)
+        return err
+
+    def _transport_error(self, exc: httpx.HTTPError, what: str) -> EngineError:
+        kind = type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            err: EngineError = TimeoutError(f"{what}: {kind} after waiting ({redact_url(self.base_url)})")
+        else:
+            err = EngineUnavailableError(f"{what}: {kind}: {exc} ({redact_url(self.base_url)})")
+        err.__cause__ = exc
+        return err
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        if self.on_retry is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                self.on_retry(exc)
+
+    def _retry_kwargs(self, retries: int | None) -> dict[str, Any]:
+        t = tenacity_lib()
+        return {
+            "stop": t.stop_after_attempt((self.max_retries if retries is None else retries) + 1),
+            "wait": _wait,
+            "retry": t.retry_if_exception(_retryable),
+            "reraise": True,
+            "before_sleep": self._before_sleep,
+        }
+
+    def _decode_json(self, response: httpx.Response) -> Any:
+        body = response.content
+        return loads(body) if body.strip() else None
+
+
+def redact_url(url: str) -> str:
+    """The URL without ``user:password@``, for reprs and messages."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{host}{slash}{path}" if sep else url
+
+
+def stream_timeout(decoder: StreamDecoder, limit: float) -> StreamTimeoutError:
+    return StreamTimeoutError(
+        f"no stream chunk within {limit:g} s", engine=decoder.dialect.engine, **decoder.partial()
+    )
