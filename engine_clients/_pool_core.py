@@ -201,24 +201,34 @@ class PoolCore:
             retry_after=err.retry_after,
         )
 
+    def _take(
+        self, exclude: set[int], session_id: str | None, queued: bool, deadline: float
+    ) -> Replica | float:
+        """Under the lock: a free replica, else the seconds left to wait for one. Joins the wait queue when
+        not ``queued`` yet (the caller leaves it); PoolExhaustedError when the queue is full or time is up."""
+        r = self._pick(exclude, session_id)
+        if r is not None:
+            return r
+        if not queued and self._waiting >= self.max_queue:
+            raise self._full()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timed_out()
+        if not queued:
+            self._waiting += 1
+        return remaining
+
     def _acquire(self, exclude: set[int], session_id: str | None) -> Replica:
         deadline = time.monotonic() + self.queue_timeout
         queued = False
         with self._cond:
             try:
                 while True:
-                    r = self._pick(exclude, session_id)
-                    if r is not None:
-                        return r
-                    if not queued:
-                        if self._waiting >= self.max_queue:
-                            raise self._full()
-                        self._waiting += 1
-                        queued = True
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise self._timed_out()
-                    self._cond.wait(min(remaining, 1.0))  # wake now and then: cool-downs end silently
+                    got = self._take(exclude, session_id, queued, deadline)
+                    if isinstance(got, Replica):
+                        return got
+                    queued = True
+                    self._cond.wait(min(got, 1.0))  # wake now and then: cool-downs end silently
             finally:
                 if queued:
                     self._waiting -= 1
@@ -230,21 +240,14 @@ class PoolCore:
         try:
             while True:
                 with self._lock:
-                    r = self._pick(exclude, session_id)
-                    if r is not None:
-                        return r
-                    if not queued:
-                        if self._waiting >= self.max_queue:
-                            raise self._full()
-                        self._waiting += 1
-                        queued = True
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise self._timed_out()
+                    got = self._take(exclude, session_id, queued, deadline)
+                    if isinstance(got, Replica):
+                        return got
+                    queued = True
                     fut: asyncio.Future[None] = loop.create_future()
                     self._async_waiters.append((loop, fut))
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(fut, min(remaining, 1.0))
+                    await asyncio.wait_for(fut, min(got, 1.0))
         finally:
             if queued:
                 with self._lock:
