@@ -302,15 +302,16 @@ class ClientCore:
             capture=self.trace_content,
         )
 
-    def _timed(self, chat: bool, body: Any, measure: Measure) -> Completion:
-        """The parsed answer with its timings: the transport's clock readings and the engine's figures."""
-        completion = self.dialect.parse_chat(body) if chat else self.dialect.parse_generate(body)
+    def _timed(self, chat: bool, http: HttpRequest, body: Any, measure: Measure) -> Completion:
+        """The parsed answer with its timings: the transport's clock readings and the engine's figures. The
+        request tells the codec which tools were offered (tool calls leaked into content are recovered)."""
+        completion = self.dialect.parse_chat(body, http) if chat else self.dialect.parse_generate(body)
         server = self.dialect.parse_timings([body], measure.headers)
         completion.timings = measure.timings(server, completion.usage)
         return completion
 
-    def _decoder(self, chat: bool, model: str | None) -> StreamDecoder:
-        decoder = self.dialect.chat_stream_decoder() if chat else self.dialect.generate_stream_decoder()
+    def _decoder(self, chat: bool, http: HttpRequest, model: str | None) -> StreamDecoder:
+        decoder = self.dialect.chat_stream_decoder(http) if chat else self.dialect.generate_stream_decoder()
         if model:
             decoder.model = model
         return decoder

@@ -9,6 +9,7 @@ before a response body is handed to the caller: a stream that breaks later raise
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,13 +24,23 @@ from .dialects.base import StreamDecoder, loads
 from .errors import (
     EngineError,
     EngineUnavailableError,
+    ModelLoadingError,
     RateLimitError,
     StreamError,
     StreamTimeoutError,
     TimeoutError,
+    UpstreamUnreachableError,
 )
 
-__all__ = ["OnHeaders", "Timeouts", "TransportBase", "parse_retry_after", "redact_url", "stream_timeout"]
+__all__ = [
+    "OnHeaders",
+    "Timeouts",
+    "TransportBase",
+    "parse_retry_after",
+    "redact_url",
+    "stream_timeout",
+    "unstick",
+]
 
 MAX_RETRY_WAIT = 30.0
 OnHeaders = Callable[[Iterable[tuple[str, str]]], None]
@@ -38,13 +49,16 @@ OnHeaders = Callable[[Iterable[tuple[str, str]]], None]
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Time limits in seconds. ``read`` bounds a non-streamed answer; ``chunk`` bounds the wait for each
-    stream chunk (the first one included, so it also bounds time to first token)."""
+    stream chunk (the first one included, so it also bounds time to first token). ``load`` bounds the wait
+    for a server that answers it is loading or switching its model (:class:`ModelLoadingError`), polled
+    without using up ``max_retries``."""
 
     connect: float = 10.0
     read: float = 600.0
     chunk: float = 120.0
     write: float = 60.0
     pool: float = 60.0
+    load: float = 300.0
 
     @classmethod
     def coerce(cls, value: float | Timeouts | httpx.Timeout | None) -> Timeouts:
@@ -73,7 +87,9 @@ class Timeouts:
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, StreamError):
         return False
-    return bool(isinstance(exc, RateLimitError | EngineUnavailableError | TimeoutError))
+    return bool(
+        isinstance(exc, RateLimitError | EngineUnavailableError | TimeoutError | UpstreamUnreachableError)
+    )
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -93,12 +109,50 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+LOADING_POLL = 1.0
+# A router that could not reach its pick answers at once; each retry lets it pick again (see ``unstick``).
+# With two replicas and one dead, 10 free re-picks leave a 1 in 1024 chance of failing.
+REROUTES = 10
+REROUTE_WAIT = 0.05
+
+# A router's or proxy's words for "I could not reach the engine I picked" (no engine saw the request):
+# vllm-router 0.1.17 answers 500 "Request failed: error sending request for url (...)" while its health
+# check has not yet dropped a dead worker (verified here); Envoy answers "upstream connect error or
+# disconnect/reset before headers".
+_UPSTREAM_UNREACHABLE = (b"error sending request for url", b"upstream connect error")
+
+
 def _wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     ra = getattr(exc, "retry_after", None)
     if isinstance(ra, int | float):
         return min(float(ra), MAX_RETRY_WAIT)
+    if isinstance(exc, ModelLoadingError):
+        return LOADING_POLL
+    if isinstance(exc, UpstreamUnreachableError):
+        return REROUTE_WAIT
     return float(tenacity_lib().backoff(state))
+
+
+class _Stop:
+    """Stop after ``retries`` retries of faults. Neither a loading server's polls (until ``load`` seconds
+    have passed since the first attempt) nor a router's first ``REROUTES`` re-picks count as retries."""
+
+    def __init__(self, retries: int, load: float) -> None:
+        self.retries = retries
+        self.load = load
+        self.faults = 0
+        self.reroutes = 0
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ModelLoadingError):
+            return (state.seconds_since_start or 0.0) + LOADING_POLL > self.load
+        if isinstance(exc, UpstreamUnreachableError) and self.reroutes < REROUTES:
+            self.reroutes += 1
+            return False
+        self.faults += 1
+        return self.faults > self.retries
 
 
 class _Tenacity:
@@ -110,7 +164,6 @@ class _Tenacity:
         self.Retrying = tenacity.Retrying
         self.AsyncRetrying = tenacity.AsyncRetrying
         self.retry_if_exception = tenacity.retry_if_exception
-        self.stop_after_attempt = tenacity.stop_after_attempt
         self.backoff = tenacity.wait_exponential(multiplier=0.5, max=8.0) + tenacity.wait_random(0, 0.5)
 
 
@@ -157,7 +210,16 @@ class TransportBase:
         return self._headers if not headers else {**self._headers, **headers}
 
     def _status_error(self, response: httpx.Response, body: bytes) -> EngineError:
+        """The typed error for an HTTP error answer (a router's "could not reach the engine" included)."""
         err = self._parse_error(response.status_code, body)
+        if response.status_code in (500, 502) and any(m in body for m in _UPSTREAM_UNREACHABLE):
+            err = UpstreamUnreachableError(
+                err.message,
+                status_code=err.status_code,
+                engine=err.engine,
+                error_type=err.error_type,
+                body=err.body,
+            )
         err.retry_after = parse_retry_after(response.headers)
         return err
 
@@ -179,7 +241,7 @@ class TransportBase:
     def _retry_kwargs(self, retries: int | None) -> dict[str, Any]:
         t = tenacity_lib()
         return {
-            "stop": t.stop_after_attempt((self.max_retries if retries is None else retries) + 1),
+            "stop": _Stop(self.max_retries if retries is None else retries, self.timeouts.load),
             "wait": _wait,
             "retry": t.retry_if_exception(_retryable),
             "reraise": True,
@@ -189,6 +251,16 @@ class TransportBase:
     def _decode_json(self, response: httpx.Response) -> Any:
         body = response.content
         return loads(body) if body.strip() else None
+
+
+def unstick(err: EngineError, headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """The request's own headers for the next attempt. Once a router could not reach the replica a session's
+    sticky route names, the route (header or cookie) is left out: affinity is a hint for the cache, not a
+    reason to fail. A fresh ``x-request-id`` makes a hashing router pick anew on each attempt (vllm-router's
+    consistent_hash keys on it when no session header is sent, and otherwise on the unchanged body)."""
+    if not isinstance(err, UpstreamUnreachableError):
+        return headers
+    return {"x-request-id": uuid.uuid4().hex}
 
 
 def redact_url(url: str) -> str:

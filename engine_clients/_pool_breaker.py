@@ -23,6 +23,7 @@ from .errors import (
     InternalServerError,
     InvalidRequestError,
     MalformedResponseError,
+    ModelLoadingError,
     RateLimitError,
     StreamError,
     TimeoutError,
@@ -51,6 +52,8 @@ Outcome = Literal["ok", "answered", "fault", "busy", "cancel"]
 
 def outcome(exc: BaseException) -> Outcome:
     """What an attempt's exception says about the replica."""
+    if isinstance(exc, ModelLoadingError):
+        return "busy"  # loading or swapping its model: alive, and ready soon
     if isinstance(exc, FAULTS):
         return "fault"
     if isinstance(exc, RateLimitError):

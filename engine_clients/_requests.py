@@ -86,6 +86,8 @@ class ChatRequest:
     extra_body: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     reasoning: ReasoningControls = NO_REASONING_CONTROLS
+    recover_tool_calls: bool | None = None
+    """Recover tool calls from markup left in the answer's content (None: the dialect's setting)."""
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "ChatTemplateError",
     "ContextWindowExceededError",
     "EngineError",
     "EngineUnavailableError",
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidRequestError",
     "MalformedResponseError",
     "MediaTooLargeError",
+    "ModelLoadingError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -30,6 +32,7 @@ __all__ = [
     "StreamTimeoutError",
     "TimeoutError",
     "UnsupportedInputError",
+    "UpstreamUnreachableError",
 ]
 
 
@@ -113,6 +116,36 @@ class ContextWindowExceededError(BadRequestError):
         self.context_limit = context_limit
 
 
+class ChatTemplateError(BadRequestError):
+    """The model's chat template refused the messages (a Jinja ``raise_exception``: roles that do not
+    alternate, a system message after the start, tool-call ids of the wrong shape, ...).
+
+    ``rule`` names what the template enforced (``"alternate"``, ``"system_first"``, ``"tool_call_id"``,
+    or ``"template"`` when the engine's text does not say), ``index`` the message that broke it when known,
+    ``fix`` what to do (usually ``pass history="fit"``: the client then fits the history to the template,
+    see ``engine_clients.dialects.history``). The message names all three, before the engine's own text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str | None = None,
+        index: int | None = None,
+        fix: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        what = f"rule {rule!r}" if rule else "rule unknown"
+        where = f", message {index}" if index is not None else ""
+        text = f"the chat template refused the messages ({what}{where}): {message.strip()}"
+        if fix:
+            text = f"{text.rstrip('.')}. Fix: {fix}"
+        super().__init__(text, **kwargs)
+        self.rule = rule
+        self.index = index
+        self.fix = fix
+
+
 class UnsupportedInputError(BadRequestError):
     """The server cannot take this kind of input (an image or audio for a text-only model, audio on a
     route that has no audio part). ``kind`` names the input (``"image"``, ``"audio"``, or ``"media"`` when
@@ -145,8 +178,20 @@ class InternalServerError(EngineError):
     """The engine failed while handling the request (HTTP 5xx other than unavailability, TGI 424)."""
 
 
+class UpstreamUnreachableError(InternalServerError):
+    """A router or proxy in front of the engines could not reach the engine it picked (vllm-router's 500
+    "error sending request for url", Envoy's "upstream connect error"): no engine saw the request, so it is
+    retried, and the retry leaves out the session's sticky route so the router can pick a live replica."""
+
+
 class EngineUnavailableError(EngineError):
     """Nothing answered (connection refused/reset), or the engine is loading/unhealthy (502/503/504)."""
+
+
+class ModelLoadingError(EngineUnavailableError):
+    """The server is loading or switching its model (llama-server's 503 "Loading model", also from a
+    router-mode llama-server swapping models). Waited on, up to ``Timeouts.load`` seconds, without using up
+    ``max_retries``; a pool does not count it against the replica's breaker."""
 
 
 class MalformedResponseError(EngineError):

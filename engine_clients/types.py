@@ -24,6 +24,7 @@ __all__ = [
     "JsonSchema",
     "MessageInput",
     "Reasoning",
+    "RecoveredCall",
     "Regex",
     "RerankResult",
     "Reranking",
@@ -232,6 +233,25 @@ class Completion:
     reasoning: str | None = None
     timings: Timings | None = None
     """How long the request took, measured here and as the engine reported it (see :class:`Timings`)."""
+    recovered: tuple[RecoveredCall, ...] = ()
+    """Tool calls taken from markup the server's tool parser left in the content (see
+    :class:`RecoveredCall`); empty when the engine parsed every call itself."""
+
+
+@dataclass(slots=True, frozen=True)
+class RecoveredCall:
+    """A tool call the client recovered from tool-call markup leaked into the answer's content (tools were
+    offered but the server's tool parser missed the call). The markup is gone from ``content``; the call is
+    ``Completion.tool_calls[i]`` with ``i`` its ``index`` there (an invalid call when it was cut off)."""
+
+    index: int
+    markup: Literal["hermes", "mistral", "llama3", "json"]
+    """``<tool_call>`` (Hermes, Qwen), ``[TOOL_CALLS]`` (Mistral), ``<|python_tag|>`` (Llama 3) or a bare
+    JSON object."""
+    source: str
+    """The markup as the model wrote it."""
+    repaired: bool = False
+    """The arguments were not valid JSON and were repaired (with ``json-repair``): check them."""
 
 
 @dataclass(slots=True)

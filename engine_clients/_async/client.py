@@ -194,7 +194,7 @@ class AsyncClientAPI(ClientCore):
         try:
             with _otel.activate(call):
                 body = await self.async_transport.request(http, measure=measure, **self._route(session_id))
-            completion = self._timed(chat, body, measure)
+            completion = self._timed(chat, http, body, measure)
         except BaseException as exc:
             if call is not None:
                 call.fail(exc)
@@ -212,7 +212,7 @@ class AsyncClientAPI(ClientCore):
         sampling: Any,
         prompt: Any,
     ) -> AsyncIterator[StreamEvent]:
-        events = self.async_transport.stream(http, self._decoder(chat, model), **self._route(session_id))
+        events = self.async_transport.stream(http, self._decoder(chat, http, model), **self._route(session_id))
         if _otel.active_tracer() is None:
             return events
         return atraced(lambda: self._span(chat, model, sampling, prompt), events)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from .._http import OnHeaders, TransportBase, stream_timeout, tenacity_lib
+from .._http import OnHeaders, TransportBase, stream_timeout, tenacity_lib, unstick
 from .._sse import SSEDecoder
 from .._timing import Measure, StreamClock, perf_counter
 from ..dialects.base import HttpRequest, StreamDecoder
@@ -68,7 +68,9 @@ class AsyncTransport(TransportBase):
                 if on_headers is not None:
                     on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
-                    raise self._status_error(response, response.content)
+                    err = self._status_error(response, response.content)
+                    headers = unstick(err, headers)
+                    raise err
                 return self._decode_json(response)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -80,15 +82,15 @@ class AsyncTransport(TransportBase):
     async def _open(
         self, req: HttpRequest, headers: Mapping[str, str] | None, on_headers: OnHeaders | None
     ) -> tuple[httpx.Response, float]:
-        request = self.client.build_request(
-            req.method,
-            self._url(req.path),
-            json=req.json,
-            headers=self._with(headers),
-            timeout=self._t_stream,
-        )
         async for attempt in tenacity_lib().AsyncRetrying(**self._retry_kwargs(None)):
             with attempt:
+                request = self.client.build_request(
+                    req.method,
+                    self._url(req.path),
+                    json=req.json,
+                    headers=self._with(headers),
+                    timeout=self._t_stream,
+                )
                 try:
                     start = perf_counter()
                     response = await self.client.send(request, stream=True)
@@ -103,7 +105,9 @@ class AsyncTransport(TransportBase):
                         body = b""
                     finally:
                         await response.aclose()
-                    raise self._status_error(response, body)
+                    err = self._status_error(response, body)
+                    headers = unstick(err, headers)
+                    raise err
                 return response, start
         raise AssertionError("unreachable")  # pragma: no cover
 

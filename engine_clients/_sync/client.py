@@ -195,7 +195,7 @@ class SyncClientAPI(ClientCore):
         try:
             with _otel.activate(call):
                 body = self.sync_transport.request(http, measure=measure, **self._route(session_id))
-            completion = self._timed(chat, body, measure)
+            completion = self._timed(chat, http, body, measure)
         except BaseException as exc:
             if call is not None:
                 call.fail(exc)
@@ -213,7 +213,7 @@ class SyncClientAPI(ClientCore):
         sampling: Any,
         prompt: Any,
     ) -> Iterator[StreamEvent]:
-        events = self.sync_transport.stream(http, self._decoder(chat, model), **self._route(session_id))
+        events = self.sync_transport.stream(http, self._decoder(chat, http, model), **self._route(session_id))
         if _otel.active_tracer() is None:
             return events
         return traced(lambda: self._span(chat, model, sampling, prompt), events)

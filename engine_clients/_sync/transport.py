@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .._http import OnHeaders, TransportBase, stream_timeout, tenacity_lib
+from .._http import OnHeaders, TransportBase, stream_timeout, tenacity_lib, unstick
 from .._sse import SSEDecoder
 from .._timing import Measure, StreamClock, perf_counter
 from ..dialects.base import HttpRequest, StreamDecoder
@@ -69,7 +69,9 @@ class SyncTransport(TransportBase):
                 if on_headers is not None:
                     on_headers(response.headers.multi_items())
                 if response.status_code >= 400:
-                    raise self._status_error(response, response.content)
+                    err = self._status_error(response, response.content)
+                    headers = unstick(err, headers)
+                    raise err
                 return self._decode_json(response)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -81,15 +83,15 @@ class SyncTransport(TransportBase):
     def _open(
         self, req: HttpRequest, headers: Mapping[str, str] | None, on_headers: OnHeaders | None
     ) -> tuple[httpx.Response, float]:
-        request = self.client.build_request(
-            req.method,
-            self._url(req.path),
-            json=req.json,
-            headers=self._with(headers),
-            timeout=self._t_stream,
-        )
         for attempt in tenacity_lib().Retrying(**self._retry_kwargs(None)):
             with attempt:
+                request = self.client.build_request(
+                    req.method,
+                    self._url(req.path),
+                    json=req.json,
+                    headers=self._with(headers),
+                    timeout=self._t_stream,
+                )
                 try:
                     start = perf_counter()
                     response = self.client.send(request, stream=True)
@@ -104,7 +106,9 @@ class SyncTransport(TransportBase):
                         body = b""
                     finally:
                         response.close()
-                    raise self._status_error(response, body)
+                    err = self._status_error(response, body)
+                    headers = unstick(err, headers)
+                    raise err
                 return response, start
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -10,45 +10,32 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._requests import build_tool_call
-from .._sse import SSEEvent
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    ChatTemplateError,
     ContextWindowExceededError,
     EngineError,
     EngineUnavailableError,
     InternalServerError,
     InvalidRequestError,
     MalformedResponseError,
+    ModelLoadingError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
-    StreamError,
     TimeoutError,
     UnsupportedInputError,
 )
-from ..types import (
-    Completion,
-    End,
-    FinishReason,
-    Reasoning,
-    Started,
-    StreamEvent,
-    Timings,
-    Token,
-    TokenLogprob,
-    ToolCall,
-    ToolCallDelta,
-    TopLogprob,
-    Usage,
-)
+from ..types import Timings, TokenLogprob, TopLogprob, Usage
+from .decoder import StreamDecoder, normalize_finish
+from .history import template_fix, template_rule_of
 from .reasoning import DEFAULT_THINK_TAGS, ThinkSplitter, ThinkTags
 
-__all__ = ["SHAPE_ERRORS", "HttpRequest", "StreamDecoder", "loads", "status_error"]
+__all__ = ["SHAPE_ERRORS", "HttpRequest", "StreamDecoder", "loads", "normalize_finish", "status_error"]
 
 # What reading an answer of an unexpected shape raises (a list where an object was due, a missing key, ...);
 # dialect entry points turn these into MalformedResponseError so only typed errors leave the package.
@@ -82,30 +69,9 @@ class HttpRequest:
     path: str
     json: Any = None
     stream: bool = False
-
-
-_FINISH: dict[str, FinishReason] = {
-    "stop": "stop",
-    "eos_token": "stop",
-    "stop_sequence": "stop",
-    "eos": "stop",
-    "word": "stop",
-    "end_turn": "stop",
-    "length": "length",
-    "limit": "length",
-    "max_tokens": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
-
-
-def normalize_finish(raw: Any, has_tool_calls: bool) -> FinishReason:
-    norm = (_FINISH.get(raw, "unknown") if isinstance(raw, str) else "unknown") if raw else "stop"
-    # TGI answers tool calls with "stop" (or nothing at all in streams); vLLM's named choice with "stop".
-    if has_tool_calls and norm in ("stop", "unknown"):
-        return "tool_calls"
-    return norm
+    recover_tools: tuple[str, ...] = field(default=(), compare=False)
+    """Chat: the offered tools whose calls may be recovered from markup left in the answer's content (pass
+    this request to ``parse_chat``/``chat_stream_decoder``); empty: no recovery."""
 
 
 def parse_usage(obj: Any) -> Usage | None:
@@ -216,201 +182,14 @@ def status_error(
     return cls(message, status_code=status, engine=engine, error_type=error_type, body=body)
 
 
-# ---- streams --------------------------------------------------------------------------------------
-
-
-class _ToolBuf:
-    __slots__ = ("args", "id", "name", "obj")
-
-    def __init__(self) -> None:
-        self.id: str | None = None
-        self.name: str | None = None
-        self.args: list[str] = []
-        self.obj: Any = None  # arguments sent as a JSON object (old TGI)
-
-
-class StreamDecoder:
-    """Per-request stream state shared by every dialect: turns parsed chunks into typed events and
-    assembles the final :class:`Completion`. Subclasses implement :meth:`feed` for their wire format.
-
-    ``splitter`` (chat streams) separates ``<think>`` reasoning from content; reasoning, whether split off
-    here or sent apart by the engine, becomes :class:`Reasoning` events and never a :class:`Token`."""
-
-    def __init__(self, dialect: Dialect, model: str | None) -> None:
-        self.dialect = dialect
-        self.model = model
-        self.id: str | None = None
-        self.started = False
-        self.parts: list[str] = []
-        self.index = 0
-        self.tools: dict[int, _ToolBuf] = {}
-        self.raw_finish: str | None = None
-        self.finished = False  # the engine said the generation ended (finish reason / final event)
-        self.done = False  # nothing more will come: End has been produced
-        self.usage: Usage | None = None
-        self.logprobs: list[TokenLogprob] | None = None
-        self.thoughts: list[str] = []  # reasoning pieces
-        self.splitter: ThinkSplitter | None = None
-        self.tails: list[Any] = []  # the final events (usage, finish), where engines put their timings
-
-    # -- subclasses --
-    def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        raise NotImplementedError
-
-    # -- helpers for subclasses --
-    def start(self, out: list[StreamEvent], model: Any = None, id: Any = None) -> None:
-        if isinstance(model, str) and model:
-            self.model = model
-        if isinstance(id, str) and id:
-            self.id = id
-        if not self.started:
-            self.started = True
-            out.append(Started(self.dialect.engine, self.model, self.id))
-
-    def token(
-        self,
-        out: list[StreamEvent],
-        text: str,
-        id: int | None = None,
-        logprob: float | None = None,
-        top: list[TopLogprob] | None = None,
-    ) -> None:
-        self.parts.append(text)
-        out.append(Token(text, self.index, id, logprob, top))
-        self.index += 1
-        if logprob is not None or top:
-            if self.logprobs is None:
-                self.logprobs = []
-            self.logprobs.append(TokenLogprob(text, logprob, id, top or []))
-
-    def reasoning(self, out: list[StreamEvent], text: str) -> None:
-        out.append(Reasoning(text, len(self.thoughts)))
-        self.thoughts.append(text)
-
-    def server_reasoning(self, out: list[StreamEvent], text: str) -> None:
-        """Reasoning the engine parsed out itself: the content needs no client-side splitting."""
-        splitter = self.splitter
-        if splitter is not None and splitter.server_parsed():
-            self.splitter = None
-        self.reasoning(out, text)
-
-    def tagged_reasoning(self, out: list[StreamEvent], text: str) -> None:
-        """Reasoning the splitter found in the content. After a bare close tag, the content already
-        yielded as tokens was reasoning: it cannot be recalled, but the final Completion carries it so."""
-        splitter = self.splitter
-        if splitter is not None and splitter.relabel:
-            splitter.relabel = False
-            self.thoughts[:0] = self.parts
-            self.parts = []
-        if text:
-            self.reasoning(out, text)
-
-    def tool_delta(self, out: list[StreamEvent], index: Any, id: Any, name: Any, args: Any) -> None:
-        idx = index if isinstance(index, int) and not isinstance(index, bool) else 0
-        buf = self.tools.get(idx)
-        if buf is None:
-            buf = self.tools[idx] = _ToolBuf()
-        new_id = id if isinstance(id, str | int) and not isinstance(id, bool) and buf.id is None else None
-        if new_id is not None:
-            buf.id = new_id = str(new_id)
-        new_name = name if isinstance(name, str) and name and buf.name is None else None
-        if new_name is not None:
-            buf.name = new_name
-        fragment = ""
-        if isinstance(args, str):
-            fragment = args
-            buf.args.append(args)
-        elif args is not None:
-            buf.obj = args
-            fragment = json.dumps(args)
-        if new_id is not None or new_name is not None or fragment:
-            out.append(ToolCallDelta(idx, new_id, new_name, fragment))
-
-    def tool_calls(self) -> list[ToolCall]:
-        calls = []
-        for idx in sorted(self.tools):
-            b = self.tools[idx]
-            raw = b.obj if b.obj is not None and not b.args else "".join(b.args)
-            calls.append(build_tool_call(idx, b.id, b.name, raw))
-        return calls
-
-    def finish(self) -> list[StreamEvent]:
-        """What the splitter still held, then :class:`End`."""
-        out: list[StreamEvent] = []
-        if self.splitter is not None:
-            thought, text = self.splitter.flush()
-            if thought or self.splitter.relabel:
-                self.tagged_reasoning(out, thought)
-            if text:
-                self.token(out, text)
-        out.append(self.end())
-        return out
-
-    def end(self) -> End:
-        self.done = True
-        calls = self.tool_calls()
-        return End(
-            Completion(
-                content="".join(self.parts),
-                reasoning="".join(self.thoughts) or None,
-                finish_reason=normalize_finish(self.raw_finish, bool(calls)),
-                raw_finish_reason=self.raw_finish,
-                tool_calls=calls,
-                usage=self.usage,
-                model=self.model,
-                id=self.id,
-                logprobs=self.logprobs,
-                engine=self.dialect.engine,
-            )
-        )
-
-    def server_timings(self, headers: Mapping[str, str] | None) -> Timings:
-        """What the engine reported about this stream's timings (its final events and headers)."""
-        return self.dialect.parse_timings(self.tails, headers)
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.parts or self.tools or self.thoughts)
-
-    def partial(self) -> dict[str, Any]:
-        """What arrived before a break, as :class:`StreamError` keyword arguments."""
-        text, thought = "".join(self.parts), "".join(self.thoughts)
-        if self.splitter is not None:
-            held_thought, held_text = self.splitter.flush()
-            text, thought = text + held_text, thought + held_thought
-        return {"partial_text": text, "partial_reasoning": thought, "partial_tool_calls": self.tool_calls()}
-
-    def eof(self) -> list[StreamEvent]:
-        """The body ended. Complete only if the engine said it finished; otherwise the stream was cut."""
-        if self.done:
-            return []
-        if self.finished:
-            return self.finish()
-        raise self.cut("the stream ended before the engine finished (connection closed mid-stream)")
-
-    def cut(self, message: str, cause: EngineError | None = None) -> StreamError:
-        extra: dict[str, Any] = {}
-        if cause is not None:
-            extra = {"status_code": cause.status_code, "error_type": cause.error_type, "body": cause.body}
-        err = StreamError(message, engine=self.dialect.engine, **self.partial(), **extra)
-        err.__cause__ = cause
-        return err
-
-    def fail(self, err: EngineError) -> EngineError:
-        """An error event inside the stream: the typed error itself before any output, else a StreamError."""
-        if not self.has_output:
-            return err
-        return self.cut(f"the engine reported an error mid-stream: {err.message}", err)
-
-
 _GUARDED = ("parse_chat", "parse_generate", "parse_info", "parse_tokenize")
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
-    def guarded(self: Dialect, *args: Any) -> Any:
+    def guarded(self: Dialect, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(self, *args)
+            return fn(self, *args, **kwargs)
         except EngineError:
             raise
         except SHAPE_ERRORS as exc:
@@ -445,9 +224,16 @@ class Dialect:
             body=body,
         )
 
-    def __init__(self, model: str | None = None, think_tags: ThinkTags | None = DEFAULT_THINK_TAGS) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        think_tags: ThinkTags | None = DEFAULT_THINK_TAGS,
+        recover_tool_calls: bool = True,
+    ) -> None:
         self.model = model
         self.think_tags = think_tags
+        # recover tool calls from markup a server's tool parser missed (a ChatRequest may override it)
+        self.recover_tool_calls = recover_tool_calls
 
     def parse_timings(self, bodies: list[Any], headers: Mapping[str, str] | None) -> Timings:
         """The timings an engine reported in an answer's body (or a stream's final events, ``bodies``) and
@@ -509,6 +295,10 @@ class Dialect:
             f"{self.engine} takes no {kind} input on {where}", kind=kind, engine=self.engine
         )
 
+    def is_loading(self, message: str, etype: str | None) -> bool:
+        """Whether a 503 says the model is loading (waited on) rather than the server being unhealthy."""
+        return False
+
     def parse_error(self, status: int, body: bytes) -> EngineError:
         obj: Any = None
         text = body.decode("utf-8", "replace")
@@ -523,13 +313,32 @@ class Dialect:
         unsupported = self.unsupported_input(status, message, etype, obj if obj is not None else _clip(text))
         if unsupported is not None:
             return unsupported
+        if status == 503 and self.is_loading(message, etype):
+            return ModelLoadingError(
+                message, status_code=status, engine=self.engine, error_type=etype, body=obj or _clip(text)
+            )
+        context = self.context_limits(message, obj) if status in (400, 413, 422, 500) else None
+        if context is None and status in (400, 422, 500):
+            # A chat template that raised over the messages (llama.cpp 400 "Unable to generate parser for
+            # this template ...", vLLM 400 with the Jinja exception's text, TGI 422 "Template error: ...").
+            rule = template_rule_of(message, etype)
+            if rule is not None:
+                return ChatTemplateError(
+                    message,
+                    rule=rule,
+                    fix=template_fix(rule),
+                    status_code=status,
+                    engine=self.engine,
+                    error_type=etype,
+                    body=obj if obj is not None else _clip(text),
+                )
         return status_error(
             status,
             message,
             engine=self.engine,
             error_type=etype,
             body=obj if obj is not None else _clip(text),
-            context=self.context_limits(message, obj) if status in (400, 413, 422, 500) else None,
+            context=context,
         )
 
     def event_error(self, obj: Any, default_status: int = 500) -> EngineError:

@@ -193,6 +193,11 @@ class LlamaCppDialect(EmbeddingCodec):
                 return llamacpp_timings(raw)
         return Timings()
 
+    def is_loading(self, message: str, etype: str | None) -> bool:
+        # server.cpp answers every route 503 {"message": "Loading model", "type": "unavailable_error"} until
+        # the model is in memory; router mode says the same while it swaps models in.
+        return "loading model" in message.lower()
+
     def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
         err = obj.get("error") if isinstance(obj, Mapping) else None
         if isinstance(err, Mapping) and (err.get("type") == "exceed_context_size_error" or "n_ctx" in err):

@@ -14,6 +14,7 @@ from ..types import (
     EngineInfo,
     JsonObject,
     JsonSchema,
+    RecoveredCall,
     ResponseFormat,
     StreamEvent,
     TokenInfo,
@@ -34,6 +35,7 @@ from .base import (
     text_of,
 )
 from .reasoning import FAST_ANSWER, PASS, split_reasoning
+from .toolcall_recovery import ToolCallRecovery, recover_tool_calls
 
 __all__ = ["ChatStreamDecoder", "CompletionsStreamDecoder", "OpenAICompatDialect"]
 
@@ -81,7 +83,16 @@ class OpenAICompatDialect(Dialect):
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         self.merge_extra(body, req.extra_body)
-        return HttpRequest("POST", self.chat_path, body, stream)
+        return HttpRequest("POST", self.chat_path, body, stream, self.recoverable_tools(body, req))
+
+    def recoverable_tools(self, body: Mapping[str, Any], req: ChatRequest) -> tuple[str, ...]:
+        """The tools offered in ``body`` whose calls may be recovered from the answer's content."""
+        on = self.recover_tool_calls if req.recover_tool_calls is None else req.recover_tool_calls
+        tools = body.get("tools")
+        if not on or not isinstance(tools, list) or body.get("tool_choice") == "none":
+            return ()
+        fns = (t.get("function") if isinstance(t, Mapping) else None for t in tools)
+        return tuple(f["name"] for f in fns if isinstance(f, Mapping) and isinstance(f.get("name"), str))
 
     def merge_extra(self, body: dict[str, Any], extra: Mapping[str, Any]) -> None:
         for key, value in extra.items():
@@ -177,7 +188,8 @@ class OpenAICompatDialect(Dialect):
                 value = [value]
             body[wire] = value
 
-    def parse_chat(self, body: Any) -> Completion:
+    def parse_chat(self, body: Any, request: HttpRequest | None = None) -> Completion:
+        """The answer to ``request`` (needed to recover tool calls its tools' markup left in the content)."""
         choice = body["choices"][0]
         msg = choice["message"]
         raw_calls = msg.get("tool_calls") or []
@@ -188,6 +200,10 @@ class OpenAICompatDialect(Dialect):
         thought: str | None = text_of(msg.get("reasoning") or msg.get("reasoning_content")) or None
         if thought is None and self.think_tags is not None:  # no server-side parser: split <think> here
             thought, content = split_reasoning(content, self.think_tags)
+        recovered: tuple[RecoveredCall, ...] = ()
+        if request is not None and request.recover_tools:
+            content, more, recovered = recover_tool_calls(content, request.recover_tools, len(calls))
+            calls += more
         return Completion(
             content=content,
             reasoning=thought,
@@ -199,14 +215,16 @@ class OpenAICompatDialect(Dialect):
             id=body.get("id") or None,
             logprobs=logprobs,
             engine=self.engine,
+            recovered=recovered,
         )
 
     def parse_tool_call(self, index: int, tc: Mapping[str, Any]) -> Any:
         fn = tc.get("function") or {}
         return build_tool_call(index, _id(tc.get("id")), fn.get("name"), fn.get("arguments"))
 
-    def chat_stream_decoder(self) -> StreamDecoder:
-        return ChatStreamDecoder(self, self.model)
+    def chat_stream_decoder(self, request: HttpRequest | None = None) -> StreamDecoder:
+        """A decoder for the stream answering ``request`` (needed to recover tool calls from content)."""
+        return ChatStreamDecoder(self, self.model, request)
 
     # -- completions (the native text route of engines that have no other) -------------------------
     def media_probe(self, images: tuple[str, ...]) -> HttpRequest | None:
@@ -357,9 +375,11 @@ class ChatStreamDecoder(_OpenAIStreamDecoder):
     """``chat.completion.chunk`` streams: reasoning (``reasoning`` or ``reasoning_content``, or split off
     the content at ``<think>`` tags), content and tool-call deltas."""
 
-    def __init__(self, dialect: Dialect, model: str | None) -> None:
+    def __init__(self, dialect: Dialect, model: str | None, request: HttpRequest | None = None) -> None:
         super().__init__(dialect, model)
         self.splitter = dialect.think_splitter()
+        if request is not None and request.recover_tools:
+            self.recovery = ToolCallRecovery(request.recover_tools)
 
     def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta") or {}
@@ -376,8 +396,14 @@ class ChatStreamDecoder(_OpenAIStreamDecoder):
                     self.tagged_reasoning(out, thought)
                 if sp.fast == PASS:
                     self.splitter = None
+            lp = choice.get("logprobs") if content else None
+            if content and self.recovery is not None:
+                kept = self.recovery.feed(content)
+                if kept != content:  # held back or let out late: its logprobs go to the result only
+                    if lp:
+                        self.logprobs = (self.logprobs or []) + parse_openai_logprobs(lp)
+                    content, lp = kept, None
             if content:
-                lp = choice.get("logprobs")
                 if lp:
                     self.token_with_logprobs(out, content, lp)
                 else:

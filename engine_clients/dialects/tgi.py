@@ -172,8 +172,8 @@ class TGIDialect(OpenAICompatDialect):
             fn = {**fn, "arguments": fn["parameters"]}
         return super().parse_tool_call(index, {**tc, "function": fn})
 
-    def chat_stream_decoder(self) -> StreamDecoder:
-        return TGIChatStreamDecoder(self, self.model)
+    def chat_stream_decoder(self, request: HttpRequest | None = None) -> StreamDecoder:
+        return TGIChatStreamDecoder(self, self.model, request)
 
     def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
         for pattern, _ in _CTX:

@@ -350,3 +350,26 @@ def test_a_stream_cut_by_the_kill_raises_stream_error_with_the_partial_text(frag
     err = info.value
     assert len(seen) >= 200
     assert err.partial_text == seen  # everything that arrived, nothing more, nothing invented
+
+
+@pytest.fixture
+def slow_to_notice(router_provisioned: None) -> Iterator[Tier]:
+    """A tier with vllm-router's default health checks (every 60 s, 3 failures before a worker is dropped):
+    for minutes after a replica dies, consistent_hash keeps sending that replica's sessions to it."""
+    with _replica() as a, _replica() as b, start_vllm_router([a.base_url, b.base_url]) as router:
+        yield Tier(router, (a, b))
+
+
+def test_every_session_is_answered_while_the_router_still_routes_to_a_dead_replica(slow_to_notice: Tier) -> None:
+    """Issue 19 item 5: the router's 500 "error sending request" means no engine saw the request; the client
+    asks again without the sticky route, so the dead replica's sessions land on the survivor."""
+    client = LlamaCppClient(slow_to_notice.url)
+    homes = _sessions_by_replica(slow_to_notice, client)
+    _kill(slow_to_notice.replicas[0])
+    survivor = slow_to_notice.replicas[1]
+    done = llama_server_metrics(survivor.base_url)[WORK]
+    for sid in homes[0] + homes[1]:
+        assert client.chat("hi", session_id=sid, **GREEDY).content.strip() == "Hello world."
+        text = "".join(e.text for e in client.chat_stream("hi", session_id=sid, **GREEDY) if isinstance(e, Token))
+        assert text.strip() == "Hello world."
+    assert llama_server_metrics(survivor.base_url)[WORK] > done

@@ -15,6 +15,7 @@ from engine_clients import (
     EngineUnavailableError,
     InternalServerError,
     LlamaCppClient,
+    ModelLoadingError,
     NotFoundError,
     RateLimitError,
     TGIClient,
@@ -43,8 +44,9 @@ CASES: list[tuple[Any, int, bytes, type, str]] = [
     # llama.cpp nested with int code
     (LlamaCppDialect(), 401, b'{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}',
      AuthenticationError, "authentication_error"),
+    # issue 19: loading is its own EngineUnavailableError, waited on without using up max_retries
     (LlamaCppDialect(), 503, b'{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}',
-     EngineUnavailableError, "unavailable_error"),
+     ModelLoadingError, "unavailable_error"),
     (LlamaCppDialect(), 500, b'{"error":{"code":500,"message":"tools param requires --jinja flag","type":"server_error"}}',
      InternalServerError, "server_error"),
 ]

@@ -284,7 +284,7 @@ def test_stream_decoders_only_raise_engine_errors(
     try:
         for ev in events:
             for out in dec.feed(ev):
-                assert type(out).__name__ in {"Started", "Token", "ToolCallDelta", "End"}
+                assert type(out).__name__ in {"Started", "Reasoning", "Token", "ToolCallDelta", "End"}
             if dec.done:
                 break
         for out in dec.eof():

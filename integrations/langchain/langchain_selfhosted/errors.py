@@ -38,6 +38,7 @@ import engine_clients.errors as ec
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "ChatTemplateError",
     "ContextWindowExceededError",
     "EngineError",
     "EngineUnavailableError",
@@ -74,6 +75,10 @@ class UnsupportedInputError(ec.UnsupportedInputError, ModelInvalidRequestError):
 
 class MediaTooLargeError(ec.MediaTooLargeError, ModelInvalidRequestError):
     """An image or audio item is over the client's ``max_media_bytes``; nothing was sent."""
+
+
+class ChatTemplateError(ec.ChatTemplateError, ModelInvalidRequestError):
+    """The chat template refused the messages; ``rule``, ``index`` and ``fix`` say why and what to do."""
 
 
 class ContextWindowExceededError(ec.ContextWindowExceededError, ContextOverflowError):
@@ -125,6 +130,7 @@ _MAP: dict[type[ec.EngineError], type[ec.EngineError]] = {
     ec.StreamTimeoutError: StreamTimeoutError,
     ec.StreamError: StreamError,
     ec.ContextWindowExceededError: ContextWindowExceededError,
+    ec.ChatTemplateError: ChatTemplateError,
     ec.UnsupportedInputError: UnsupportedInputError,
     ec.MediaTooLargeError: MediaTooLargeError,
     ec.BadRequestError: BadRequestError,
