@@ -22,6 +22,7 @@ from typing_extensions import Self
 
 from . import _otel
 from ._affinity import OnHeaders, SessionAffinity, SessionRouting
+from ._history_policy import ChatPlan, HistoryPolicy, check_policy
 from ._media import DEFAULT_MAX_MEDIA_BYTES, ImageInput, normalize_images
 from ._requests import (
     ChatRequest,
@@ -37,6 +38,7 @@ from ._timing import Measure
 from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
 from .dialects import OpenAICompatDialect
 from .dialects.base import HttpRequest, StreamDecoder
+from .dialects.history import TemplateRules
 from .dialects.reasoning import DEFAULT_THINK_TAGS, ThinkTags
 from .errors import InvalidRequestError
 from .types import (
@@ -89,6 +91,7 @@ class ClientCore:
         think_tags: ThinkTags | None = DEFAULT_THINK_TAGS,
         affinity: SessionAffinity | str | None = None,
         max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
+        history: HistoryPolicy = "auto",
     ) -> None:
         """``think_tags``: the tags a model wraps its thinking in inside the content, split off into
         ``reasoning`` on chat routes (a no-op when the engine already parsed the thinking out); pass
@@ -100,7 +103,12 @@ class ClientCore:
         ``"litellm"``, ``"dynamo"``, ``"llm-d"``).
 
         ``max_media_bytes``: the largest image or audio item (decoded) sent inline; a larger one raises
-        :class:`MediaTooLargeError` before anything is sent."""
+        :class:`MediaTooLargeError` before anything is sent.
+
+        ``history``: how a chat history meets a strict chat template: ``"auto"`` (sent as given; fitted and
+        sent once more when the server's template refuses it, and fitted from then on), ``"fit"``,
+        ``"mistral"``, ``"keep"`` or a :class:`TemplateRules` (see ``engine_clients/_history_policy.py``).
+        Each call may override it; changes are reported in ``Completion.history_changes``."""
         url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
         if not url:
             raise InvalidRequestError(
@@ -139,6 +147,8 @@ class ClientCore:
         self.affinity = SessionAffinity.coerce(affinity)
         self._routing = SessionRouting(self.affinity)
         self._pid = os.getpid()  # a forked child opens its own connections (see _after_fork)
+        self.history = check_policy(history, self.dialect.engine)
+        self._learned: TemplateRules | None = None  # the rules a template error taught (history="auto")
 
     @property
     def engine(self) -> str:
@@ -222,6 +232,7 @@ class ClientCore:
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        history: HistoryPolicy | None = None,
         stream: bool = False,
         **sampling: Any,
     ) -> HttpRequest:
@@ -230,7 +241,14 @@ class ClientCore:
         req = self._chat_request(
             messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
         )
-        return self.dialect.build_chat(req, stream)
+        return self._plan(req, stream, history).http
+
+    def _plan(self, req: ChatRequest, stream: bool, history: HistoryPolicy | None) -> ChatPlan:
+        policy = self.history if history is None else check_policy(history, self.engine)
+        return ChatPlan(self.dialect, req, stream, policy, self._learned, self._learn)
+
+    def _learn(self, rules: TemplateRules) -> None:
+        self._learned = rules
 
     def build_generate(
         self,
@@ -306,14 +324,20 @@ class ClientCore:
         """The parsed answer with its timings: the transport's clock readings and the engine's figures. The
         request tells the codec which tools were offered (tool calls leaked into content are recovered)."""
         completion = self.dialect.parse_chat(body, http) if chat else self.dialect.parse_generate(body)
+        completion.history_changes = http.history_changes
         server = self.dialect.parse_timings([body], measure.headers)
         completion.timings = measure.timings(server, completion.usage)
         return completion
 
-    def _decoder(self, chat: bool, http: HttpRequest, model: str | None) -> StreamDecoder:
+    def _decoder(
+        self, chat: bool, http: HttpRequest, model: str | None, plan: ChatPlan | None
+    ) -> StreamDecoder:
         decoder = self.dialect.chat_stream_decoder(http) if chat else self.dialect.generate_stream_decoder()
         if model:
             decoder.model = model
+        if plan is not None:
+            decoder.history_changes = http.history_changes
+            plan.decoder = decoder
         return decoder
 
     # -- lifecycle: hand-written, since aclose closes both halves --

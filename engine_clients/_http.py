@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
-from .dialects.base import StreamDecoder, loads
+from .dialects.base import HttpRequest, StreamDecoder, loads
 from .errors import (
     EngineError,
     EngineUnavailableError,
@@ -34,6 +34,7 @@ from .errors import (
 
 __all__ = [
     "OnHeaders",
+    "Refit",
     "Timeouts",
     "TransportBase",
     "parse_retry_after",
@@ -44,6 +45,8 @@ __all__ = [
 
 MAX_RETRY_WAIT = 30.0
 OnHeaders = Callable[[Iterable[tuple[str, str]]], None]
+Refit = Callable[[EngineError], HttpRequest | None]
+"""Given a request's final error, one other request to send instead, or None (see ``ChatPlan.refit``)."""
 
 
 @dataclass(frozen=True, slots=True)

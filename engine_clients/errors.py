@@ -123,7 +123,7 @@ class ChatTemplateError(BadRequestError):
     ``rule`` names what the template enforced (``"alternate"``, ``"system_first"``, ``"tool_call_id"``,
     or ``"template"`` when the engine's text does not say), ``index`` the message that broke it when known,
     ``fix`` what to do (usually ``pass history="fit"``: the client then fits the history to the template,
-    see ``engine_clients.dialects.history``). The message names all three, before the engine's own text.
+    see ``engine_clients.dialects.templates``). The message names all three, before the engine's own text.
     """
 
     def __init__(

@@ -20,6 +20,7 @@ __all__ = [
     "FinishReason",
     "Grammar",
     "HealthStatus",
+    "HistoryChange",
     "JsonObject",
     "JsonSchema",
     "MessageInput",
@@ -236,6 +237,26 @@ class Completion:
     recovered: tuple[RecoveredCall, ...] = ()
     """Tool calls taken from markup the server's tool parser left in the content (see
     :class:`RecoveredCall`); empty when the engine parsed every call itself."""
+    history_changes: tuple[HistoryChange, ...] = ()
+    """What was changed in the message history to fit the server's chat template (see ``history=``);
+    empty when the history was sent as given."""
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryChange:
+    """One change :func:`fit_history` made. ``index`` is the position, in the *original* history, of the
+    message it concerns (for ``inserted_user``: the assistant message the user message was put before).
+
+    ``kind``: ``"merged_system"``, ``"moved_system"``, ``"merged_consecutive"``, ``"inserted_user"``,
+    ``"flattened_content"``, ``"filled_empty_content"`` or ``"renamed_tool_call_id"``."""
+
+    kind: str
+    index: int
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form: ``{"kind", "index", "detail"}``."""
+        return {"kind": self.kind, "index": self.index, "detail": self.detail}
 
 
 @dataclass(slots=True, frozen=True)

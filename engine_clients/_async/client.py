@@ -13,7 +13,9 @@ import httpx
 
 from .. import _otel
 from .._client_core import HEALTH_TIMEOUT, ClientCore, health_of_status
+from .._history_policy import ChatPlan, HistoryPolicy
 from .._media import ImageInput
+from .._requests import ReasoningControls
 from .._timing import Measure
 from ..dialects.base import HttpRequest
 from ..errors import EngineError
@@ -48,6 +50,7 @@ class AsyncClientAPI(ClientCore):
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        history: HistoryPolicy | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
@@ -57,20 +60,15 @@ class AsyncClientAPI(ClientCore):
         Thinking controls (None: the engine's default): ``thinking`` turns a reasoning model's thinking on
         or off, ``reasoning_effort`` asks for a level (``"low"``, ``"medium"``, ``"high"``, ...;
         ``"none"`` is off) and ``thinking_budget`` caps the thinking tokens. vLLM and llama.cpp take all
-        three; TGI takes none and refuses them (InvalidRequestError) rather than ignore them."""
-        http = self.build_chat(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-            model=model,
-            extra_body=extra_body,
-            thinking=thinking,
-            reasoning_effort=reasoning_effort,
-            thinking_budget=thinking_budget,
-            **sampling,
+        three; TGI takes none and refuses them (InvalidRequestError) rather than ignore them.
+
+        ``history``: this call's history policy (None: the client's; see the client's ``history``)."""
+        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        req = self._chat_request(
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
         )
-        return await self._acomplete(http, True, session_id, model, sampling, messages)
+        plan = self._plan(req, False, history)
+        return await self._acomplete(plan.http, True, session_id, model, sampling, messages, plan)
 
     def achat_stream(
         self,
@@ -84,24 +82,17 @@ class AsyncClientAPI(ClientCore):
         thinking: bool | None = None,
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
+        history: HistoryPolicy | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> AsyncIterator[StreamEvent]:
         """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
-        http = self.build_chat(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-            model=model,
-            extra_body=extra_body,
-            thinking=thinking,
-            reasoning_effort=reasoning_effort,
-            thinking_budget=thinking_budget,
-            stream=True,
-            **sampling,
+        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        req = self._chat_request(
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
         )
-        return self._astream(http, True, session_id, model, sampling, messages)
+        plan = self._plan(req, True, history)
+        return self._astream(plan.http, True, session_id, model, sampling, messages, plan)
 
     async def agenerate(
         self,
@@ -188,13 +179,17 @@ class AsyncClientAPI(ClientCore):
         model: str | None,
         sampling: Any,
         prompt: Any,
+        plan: ChatPlan | None = None,
     ) -> Completion:
         call = self._span(chat, model, sampling, prompt)
         measure = Measure()
+        refit = None if plan is None else plan.refit
         try:
             with _otel.activate(call):
-                body = await self.async_transport.request(http, measure=measure, **self._route(session_id))
-            completion = self._timed(chat, http, body, measure)
+                body = await self.async_transport.request(
+                    http, measure=measure, refit=refit, **self._route(session_id)
+                )
+            completion = self._timed(chat, http if plan is None else plan.http, body, measure)
         except BaseException as exc:
             if call is not None:
                 call.fail(exc)
@@ -211,8 +206,11 @@ class AsyncClientAPI(ClientCore):
         model: str | None,
         sampling: Any,
         prompt: Any,
+        plan: ChatPlan | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        events = self.async_transport.stream(http, self._decoder(chat, http, model), **self._route(session_id))
+        decoder = self._decoder(chat, http, model, plan)
+        refit = None if plan is None else plan.refit
+        events = self.async_transport.stream(http, decoder, refit=refit, **self._route(session_id))
         if _otel.active_tracer() is None:
             return events
         return atraced(lambda: self._span(chat, model, sampling, prompt), events)

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from .._http import OnHeaders, TransportBase, stream_timeout, tenacity_lib, unstick
+from .._http import OnHeaders, Refit, TransportBase, stream_timeout, tenacity_lib, unstick
 from .._sse import SSEDecoder
 from .._timing import Measure, StreamClock, perf_counter
 from ..dialects.base import HttpRequest, StreamDecoder
-from ..errors import MalformedResponseError
+from ..errors import EngineError, MalformedResponseError
 from ..types import StreamEvent
 
 __all__ = ["AsyncTransport"]
@@ -42,10 +42,29 @@ class AsyncTransport(TransportBase):
         headers: Mapping[str, str] | None = None,
         on_headers: OnHeaders | None = None,
         measure: Measure | None = None,
+        refit: Refit | None = None,
     ) -> Any:
         """Send a non-streamed request; returns the decoded JSON body (None when empty). ``headers`` are
         added to the client's; ``on_headers`` sees each response's headers (e.g. a router's cookie);
-        ``measure`` gets the answering attempt's response headers and clock readings."""
+        ``measure`` gets the answering attempt's response headers and clock readings; ``refit`` may answer
+        the final error with one other request to send instead (a history fitted to a strict template)."""
+        try:
+            return await self._send(req, retries, timeout, headers, on_headers, measure)
+        except EngineError as err:
+            alt = refit(err) if refit is not None else None
+            if alt is None:
+                raise
+        return await self._send(alt, retries, timeout, headers, on_headers, measure)
+
+    async def _send(
+        self,
+        req: HttpRequest,
+        retries: int | None,
+        timeout: float | None,
+        headers: Mapping[str, str] | None,
+        on_headers: OnHeaders | None,
+        measure: Measure | None,
+    ) -> Any:
         t = httpx.Timeout(timeout) if timeout is not None else self._t_plain
         async for attempt in tenacity_lib().AsyncRetrying(**self._retry_kwargs(retries)):
             with attempt:
@@ -118,10 +137,18 @@ class AsyncTransport(TransportBase):
         *,
         headers: Mapping[str, str] | None = None,
         on_headers: OnHeaders | None = None,
+        refit: Refit | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Yield typed events; raises typed errors, and StreamError (with partial output) on a cut stream.
-        The :class:`End` carries the stream's timings (see :class:`StreamClock`)."""
-        response, start = await self._open(req, headers, on_headers)
+        The :class:`End` carries the stream's timings (see :class:`StreamClock`). ``refit``: as for
+        :meth:`request`, for an error answered before the stream began."""
+        try:
+            response, start = await self._open(req, headers, on_headers)
+        except EngineError as err:
+            alt = refit(err) if refit is not None else None
+            if alt is None:
+                raise
+            response, start = await self._open(alt, headers, on_headers)
         clock = StreamClock(start, perf_counter())
         stamps, seen = clock.stamps, 0
         sse = SSEDecoder(self._max_event, self._max_stream)

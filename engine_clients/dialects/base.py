@@ -30,10 +30,10 @@ from ..errors import (
     TimeoutError,
     UnsupportedInputError,
 )
-from ..types import Timings, TokenLogprob, TopLogprob, Usage
+from ..types import HistoryChange, Timings, TokenLogprob, TopLogprob, Usage
 from .decoder import StreamDecoder, normalize_finish
-from .history import template_fix, template_rule_of
 from .reasoning import DEFAULT_THINK_TAGS, ThinkSplitter, ThinkTags
+from .templates import template_fix, template_rule_of
 
 __all__ = ["SHAPE_ERRORS", "HttpRequest", "StreamDecoder", "loads", "normalize_finish", "status_error"]
 
@@ -72,6 +72,8 @@ class HttpRequest:
     recover_tools: tuple[str, ...] = field(default=(), compare=False)
     """Chat: the offered tools whose calls may be recovered from markup left in the answer's content (pass
     this request to ``parse_chat``/``chat_stream_decoder``); empty: no recovery."""
+    history_changes: tuple[HistoryChange, ...] = field(default=(), compare=False)
+    """Chat: what was changed in the history to fit the server's chat template (reported on the answer)."""
 
 
 def parse_usage(obj: Any) -> Usage | None:

@@ -14,6 +14,7 @@ from ..types import (
     Completion,
     End,
     FinishReason,
+    HistoryChange,
     Reasoning,
     RecoveredCall,
     Started,
@@ -95,6 +96,7 @@ class StreamDecoder:
         )
         self.recovered: list[ToolCall] = []
         self.notes: tuple[RecoveredCall, ...] = ()
+        self.history_changes: tuple[HistoryChange, ...] = ()  # set by the client for a fitted chat history
         self.tails: list[Any] = []  # the final events (usage, finish), where engines put their timings
 
     # -- subclasses --
@@ -221,6 +223,7 @@ class StreamDecoder:
                 logprobs=self.logprobs,
                 engine=self.dialect.engine,
                 recovered=self.notes,
+                history_changes=self.history_changes,
             )
         )
 

@@ -63,16 +63,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "HISTORY_FIX",
-    "FittedHistory",
-    "HistoryChange",
-    "TemplateRules",
-    "fit_history",
-    "rules_from_template",
-    "template_fix",
-    "template_rule_of",
-]
+from ..types import HistoryChange
+
+__all__ = ["FittedHistory", "HistoryChange", "TemplateRules", "fit_history"]
 
 # The text-like content part types flattened under ``text_content`` (OpenAI chat, and the Responses
 # API's ``input_text``/``output_text`` that LangChain's and LlamaIndex's OpenAI-style blocks carry).
@@ -80,26 +73,6 @@ _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 _MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _REASONING_KEYS = ("reasoning", "reasoning_content")
-
-# The policy name the clients accept for fitting a history (``history="fit"``).
-HISTORY_FIX = 'pass history="fit"'
-
-
-@dataclass(frozen=True)
-class HistoryChange:
-    """One change :func:`fit_history` made. ``index`` is the position, in the *original* history, of the
-    message it concerns (for ``inserted_user``: the assistant message the user message was put before).
-
-    ``kind``: ``"merged_system"``, ``"moved_system"``, ``"merged_consecutive"``, ``"inserted_user"``,
-    ``"flattened_content"``, ``"filled_empty_content"`` or ``"renamed_tool_call_id"``."""
-
-    kind: str
-    index: int
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form: ``{"kind", "index", "detail"}``."""
-        return {"kind": self.kind, "index": self.index, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -440,124 +413,3 @@ def _rename_ids(items: list[_Item], changes: list[HistoryChange]) -> dict[str, s
                 )
             )
     return {new: old for old, new in new_of.items()}
-
-
-# ---- reading a template ----------------------------------------------------------------------------
-
-_RAISE_CALL = re.compile(r"raise_exception\s*\(\s*(?P<q>['\"])(?P<text>.*?)(?P=q)\s*\)", re.DOTALL)
-_ALTERNATE_TEXT = re.compile(r"must\s+alternate|alternat(?:e|ing)\s+user", re.IGNORECASE)
-_SYSTEM_TEXT = re.compile(
-    r"system\s+(?:message|prompt|role)s?\b[^.!\"']{0,60}?\b(?:beginning|first|start|index\s*0)",
-    re.IGNORECASE,
-)
-_ID_TEXT = re.compile(
-    r"tool[\s_]*call[\s_]*ids?\b[^.!\"']{0,80}?(?:length\s*(?:of\s*)?9|alphanumeric|9\s+char)", re.IGNORECASE
-)
-_ID_LENGTH_CHECK = re.compile(r"\bid\s*\|\s*length\s*(?:!=|==|<|>)\s*9\b")
-_CONTENT_TEXT = re.compile(r"content[^.!\"']{0,60}?\bstring\b", re.IGNORECASE)
-_CONTENT_CONCAT = re.compile(
-    r"\+\s*message(?:\[\s*['\"]content['\"]\s*\]|\.content)(?![\w\[.|])"
-    r"|message(?:\[\s*['\"]content['\"]\s*\]|\.content)\s*(?:\|\s*trim\s*)?\+"
-)
-
-
-def rules_from_template(template: str) -> TemplateRules:
-    """The rules a Jinja chat template's source clearly enforces (conservative: a rule is on only when the
-    template raises over it, or, for ``nonempty_assistant``, concatenates a message's content, which
-    fails on None).
-
-    - ``alternate``: a ``raise_exception`` whose text says the roles must alternate;
-    - ``system_first``: a ``raise_exception`` saying the system message must be at the beginning / first;
-    - ``text_content``: a ``raise_exception`` saying the content must be a string;
-    - ``nonempty_assistant``: ``+ message['content']`` / ``message.content +`` string concatenation;
-    - ``tool_call_id_format="mistral9"``: a ``tool_call.id|length != 9`` check, or a ``raise_exception``
-      about tool-call ids of length 9 / alphanumeric.
-    """
-    if not isinstance(template, str) or not template:
-        return TemplateRules.lenient()
-    raised = [m.group("text") for m in _RAISE_CALL.finditer(template)]
-    return TemplateRules(
-        system_first=any(_SYSTEM_TEXT.search(t) for t in raised),
-        alternate=any(_ALTERNATE_TEXT.search(t) for t in raised),
-        text_content=any(_CONTENT_TEXT.search(t) for t in raised),
-        nonempty_assistant=_CONTENT_CONCAT.search(template) is not None,
-        tool_call_id_format=(
-            "mistral9"
-            if _ID_LENGTH_CHECK.search(template) or any(_ID_TEXT.search(t) for t in raised)
-            else None
-        ),
-    )
-
-
-# ---- reading a server's error ----------------------------------------------------------------------
-
-# Errors that mention templates but are not about the history: a tool schema llama.cpp cannot turn into
-# a grammar, a model with no chat template at all, llama-server started without --jinja.
-_NOT_HISTORY = re.compile(
-    r"json schema conversion failed|unrecognized schema|error parsing grammar|failed to parse grammar"
-    r"|template not found|no chat template|provide a chat template|chat template is not set"
-    r"|requires --jinja",
-    re.IGNORECASE,
-)
-_ALTERNATE_ERROR = re.compile(
-    r"must\s+alternate|cannot have 2 or more assistant messages"
-    r"|unexpected role '?\w+'? after role",
-    re.IGNORECASE,
-)
-_SYSTEM_ERROR = re.compile(
-    r"system\s+(?:message|prompt)s?\s+(?:must|should|can\s+only|may\s+only)\s+(?:be|appear|come)\b"
-    r"[^.!]{0,30}?\b(?:beginning|first|start)",
-    re.IGNORECASE,
-)
-_ID_ERROR = re.compile(
-    r"tool[\s_]*call[\s_]*ids?\b[^.!]{0,80}?(?:length\s*(?:of\s*)?9|alphanumeric|9\s+char)", re.IGNORECASE
-)
-_TEMPLATE_ERROR = re.compile(
-    r"unable to generate parser for this template|jinja\s*exception|jinja2|templateerror"
-    r"|templatesyntaxerror|template\s+error|raise_exception|error rendering (?:the )?(?:chat )?template"
-    r"|chat template (?:error|failed)",
-    re.IGNORECASE,
-)
-
-
-def template_rule_of(message: str, error_type: str | None = None) -> str | None:
-    """The rule a server's error text says the chat template enforced, or None when the text is not a
-    chat-template failure over the messages.
-
-    ``"alternate"``, ``"system_first"`` or ``"tool_call_id"`` when the template's own exception text is
-    recognised anywhere in the message (llama.cpp puts it at the end of "Unable to generate parser for
-    this template. Automatic parser generation failed: ... Jinja Exception: ..."; vLLM answers a 400 with
-    the exception text itself; TGI a 422 "Template error: ..."); ``"template"`` for a template failure
-    whose rule is not recognised (llama.cpp's parser message, jinja2 ``TemplateError`` text,
-    ``raise_exception``, TGI's "Template error"). Template problems that fitting cannot fix (no chat
-    template, a tool schema llama.cpp cannot turn into a grammar, llama-server without ``--jinja``) are
-    None. ``error_type``: the engine's error kind, when it has one; TGI's ``"template_error"`` makes any
-    other message a ``"template"`` failure."""
-    if not message or _NOT_HISTORY.search(message):
-        return None
-    if _ID_ERROR.search(message):
-        return "tool_call_id"
-    if _SYSTEM_ERROR.search(message):
-        return "system_first"
-    if _ALTERNATE_ERROR.search(message):
-        return "alternate"
-    if _TEMPLATE_ERROR.search(message) or error_type == "template_error":
-        return "template"
-    return None
-
-
-def template_fix(rule: str | None) -> str:
-    """The sentence telling the user what to do about a chat-template failure of ``rule``."""
-    if rule == "alternate":
-        return (
-            f"{HISTORY_FIX} to merge consecutive user or assistant messages and start the conversation"
-            " with a user turn"
-        )
-    if rule == "system_first":
-        return f"{HISTORY_FIX} to move every system message into one system message at the start"
-    if rule == "tool_call_id":
-        return f"{HISTORY_FIX} to rewrite tool-call ids to the 9 letters or digits this template takes"
-    return (
-        f"{HISTORY_FIX} to fit the messages to the template (one leading system message, alternating"
-        " roles, text content); if it still fails, the template cannot render this request"
-    )

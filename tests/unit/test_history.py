@@ -14,15 +14,8 @@ from hypothesis import strategies as st
 
 from engine_clients import BadRequestError, ChatTemplateError, InternalServerError
 from engine_clients.dialects import LlamaCppDialect, TGIDialect, VLLMDialect
-from engine_clients.dialects.history import (
-    FittedHistory,
-    HistoryChange,
-    TemplateRules,
-    fit_history,
-    rules_from_template,
-    template_fix,
-    template_rule_of,
-)
+from engine_clients.dialects.history import FittedHistory, HistoryChange, TemplateRules, fit_history
+from engine_clients.dialects.templates import rules_from_template, template_fix, template_rule_of
 
 TEXT_TYPES = ("text", "input_text", "output_text")
 

@@ -156,7 +156,10 @@ class StreamConverter:
         self.id: str | None = None
         self._announced: dict[int, tuple[bool, bool]] = {}  # index -> (id sent, name sent)
 
-    def feed(self, event: StreamEvent) -> ChatGenerationChunk | None:
+    def feed(self, event: StreamEvent, model_name: str | None = None) -> ChatGenerationChunk | None:
+        """The chunk for ``event`` (None: nothing to show). ``model_name``: the model's name, where it is
+        known by then (it goes with the last chunk)."""
+        self.model_name = model_name or self.model_name
         if isinstance(event, Token):
             return self._token(event)
         if isinstance(event, Reasoning):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from operator import itemgetter
 from typing import Annotated, Any, Literal, cast
 
@@ -34,12 +35,13 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, model_validator
 from typing_extensions import Self
 
-from engine_clients import Completion, End, LlamaCppClient, TGIClient, VLLMClient
+from engine_clients import Completion, LlamaCppClient, TGIClient, VLLMClient
 
 from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
 from ._convert import StreamConverter, completion_to_message, to_openai_messages
 from ._params import LlamaCppParams, VLLMParams
 from ._profile import LazyProfile
+from ._stream import ChunkStream, astream_chunks, stream_chunks
 from .errors import translate_errors
 
 __all__ = ["ChatEngine", "ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
@@ -79,10 +81,6 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return f"{self._configured_engine() or 'auto'}-chat"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {**self._base_identifying_params(), **self._default_params}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -132,6 +130,10 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
             completion = await (await self._aclient()).achat(**args)
         return self._result(completion, args.get("model") or await self._aensure_model())
 
+    def _chunk_stream(self, args: dict[str, Any], kwargs: dict[str, Any]) -> ChunkStream[ChatGenerationChunk]:
+        usage = kwargs.get("stream_usage", self.stream_usage)
+        return ChunkStream(StreamConverter(args.get("model"), include_usage=usage).feed, args.get("model"))
+
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -139,27 +141,9 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        usage = kwargs.get("stream_usage", self.stream_usage)
         args = self._chat_args(messages, stop, kwargs)
-        converter = StreamConverter(args.get("model"), include_usage=usage)
-        with translate_errors():
-            events = self.client.chat_stream(**args)
-            try:
-                for event in events:
-                    if isinstance(event, End):
-                        converter.model_name = (
-                            args.get("model") or self._ensure_model() or converter.model_name
-                        )
-                    chunk = converter.feed(event)
-                    if chunk is None:
-                        continue
-                    if run_manager:  # langchain-core's stream() reports tokens itself and passes none
-                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-            finally:
-                close = getattr(events, "close", None)
-                if close is not None:
-                    close()
+        chunks = self._chunk_stream(args, kwargs)
+        yield from stream_chunks(self, lambda client: client.chat_stream(**args), chunks, run_manager)
 
     async def _astream(
         self,
@@ -168,26 +152,12 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        usage = kwargs.get("stream_usage", self.stream_usage)
         args = self._chat_args(messages, stop, kwargs)
-        converter = StreamConverter(args.get("model"), include_usage=usage)
-        with translate_errors():
-            events = (await self._aclient()).achat_stream(**args)
-            try:
-                async for event in events:
-                    if isinstance(event, End):
-                        model = args.get("model") or await self._aensure_model()
-                        converter.model_name = model or converter.model_name
-                    chunk = converter.feed(event)
-                    if chunk is None:
-                        continue
-                    if run_manager:
-                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-            finally:
-                aclose = getattr(events, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+        chunks = self._chunk_stream(args, kwargs)
+        stream = astream_chunks(self, lambda client: client.achat_stream(**args), chunks, run_manager)
+        async with aclosing(stream):  # stopped early: the engine stream is closed now, not when collected
+            async for chunk in stream:
+                yield chunk
 
     # -- tools ---------------------------------------------------------------------------------------
     def bind_tools(

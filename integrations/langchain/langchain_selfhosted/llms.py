@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -23,6 +24,7 @@ from engine_clients import Completion, End, LlamaCppClient, TGIClient, Token, VL
 from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
 from ._convert import logprobs_payload
 from ._params import LlamaCppParams, VLLMParams
+from ._stream import ChunkStream, astream_chunks, stream_chunks
 from .errors import translate_errors
 
 __all__ = ["TGILLM", "VLLMLLM", "EngineTextLLM", "LlamaCppLLM"]
@@ -54,10 +56,6 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
     @property
     def _llm_type(self) -> str:
         return self._configured_engine() or "auto"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {**self._base_identifying_params(), **self._default_params}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -109,23 +107,10 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         args = self._request(stop, kwargs, _CALL_ARGS)
-        with translate_errors():
-            events = self.client.generate_stream(prompt, **args)
-            try:
-                for event in events:
-                    model_name = None
-                    if isinstance(event, End):
-                        model_name = args.get("model") or self._ensure_model()
-                    chunk = _chunk(event, model_name)
-                    if chunk is None:
-                        continue
-                    if run_manager:
-                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-            finally:
-                close = getattr(events, "close", None)
-                if close is not None:
-                    close()
+        chunks = ChunkStream(_chunk, args.get("model"))
+        yield from stream_chunks(
+            self, lambda client: client.generate_stream(prompt, **args), chunks, run_manager
+        )
 
     # -- async --
     async def _acomplete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> Generation:
@@ -163,23 +148,13 @@ class _BaseEngineLLM(EngineModelMixin, LLM):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         args = self._request(stop, kwargs, _CALL_ARGS)
-        with translate_errors():
-            events = (await self._aclient()).agenerate_stream(prompt, **args)
-            try:
-                async for event in events:
-                    model_name = None
-                    if isinstance(event, End):
-                        model_name = args.get("model") or await self._aensure_model()
-                    chunk = _chunk(event, model_name)
-                    if chunk is None:
-                        continue
-                    if run_manager:
-                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-            finally:
-                aclose = getattr(events, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+        chunks = ChunkStream(_chunk, args.get("model"))
+        stream = astream_chunks(
+            self, lambda client: client.agenerate_stream(prompt, **args), chunks, run_manager
+        )
+        async with aclosing(stream):  # stopped early: the engine stream is closed now, not when collected
+            async for chunk in stream:
+                yield chunk
 
 
 def _chunk(event: Any, model_name: str | None) -> GenerationChunk | None:

@@ -1,7 +1,7 @@
 """``EngineLLM``: the LlamaIndex LLM shared by :class:`TGI`, :class:`VLLM` and :class:`LlamaCpp`, and usable
 directly in auto mode (the engine behind ``base_url`` detected on first use, or given as ``engine=``).
 
-Every method here is engine-neutral: it converts LlamaIndex types to OpenAI-style dicts and calls the
+Every method is engine-neutral: it converts LlamaIndex types to OpenAI-style dicts and calls the
 ``engine_clients`` client (named by the subclass, detected, or given: a client or an ``EnginePool``), which
 handles each engine's wire format. Subclasses only declare ``client_class``, their engine's own sampling
 fields, and which fields go to which route.
@@ -9,66 +9,27 @@ fields, and which fields go to which route.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar
 
 import httpx
-from llama_index.core.base.llms.types import (
-    ChatMessage,
-    ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
-    CompletionResponse,
-    CompletionResponseAsyncGen,
-    CompletionResponseGen,
-    LLMMetadata,
-    MessageRole,
-)
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
-from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
-from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
-from llama_index.core.llms.llm import ToolSelection
 
-from engine_clients import (
-    PROBE_TIMEOUT,
-    BaseClient,
-    EngineError,
-    EngineInfo,
-    EnginePool,
-    StreamEvent,
-    ThinkTags,
-    adetect_engine,
-    client_class,
-    connect,
-    detect_engine,
-)
+from engine_clients import PROBE_TIMEOUT, BaseClient, EngineInfo, EnginePool, ThinkTags
+from engine_clients._wrapper_support import canonical_engine
 
-from ._convert import (
-    ChatStreamAssembler,
-    CompletionStreamAssembler,
-    chat_response,
-    chat_to_completion_response,
-    completion_response,
-    keep_first_tool_call,
-    to_engine_messages,
-    tool_selections,
-)
+from ._chat import ChatLLM
+from ._client import EngineClient, EngineClientMixin
+from ._completion import CompletionLLM
+from ._metadata import METADATA_RETRY_S as METADATA_RETRY_S  # defined here before the split
+from ._metadata import MetadataMixin
+from ._metadata import _context_window as _context_window  # (imported from here by the tests)
 from ._structured import StructuredOutputLLM
-
-if TYPE_CHECKING:
-    from llama_index.core.tools.types import BaseTool
+from ._tools import PARALLEL_IF_TAKEN, ToolCallingLLM, takes_chat_param
 
 __all__ = ["COMMON_PARAMS", "EngineClient", "EngineLLM"]
 
-EngineClient = BaseClient | EnginePool
-"""What an LLM talks through: one engine client, or an ``EnginePool`` of replicas (same API)."""
-
-logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
 #: Thinking controls of reasoning models. Sent on both routes so that a native text route, which cannot honour
@@ -85,76 +46,17 @@ COMMON_PARAMS: tuple[str, ...] = (
     "presence_penalty",
     *REASONING_PARAMS,
 )
-#: After a failed server-info read, metadata uses fallbacks for this long before asking again.
-METADATA_RETRY_S = 30.0
-#: ``allow_parallel_tool_calls`` carried from ``_prepare_chat_with_tools`` to the request when the engine (and
-#: so whether it takes ``parallel_tool_calls``) is only known once the client exists (auto mode, pools).
-_PARALLEL_IF_TAKEN = "_parallel_tool_calls_if_taken"
-_lock = threading.Lock()
-
-R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 
-class _Assembler(Protocol[R_co]):
-    def feed(self, event: StreamEvent) -> R_co | None: ...
-
-
-def _sync_responses(events: Iterator[StreamEvent], assembler: _Assembler[R]) -> Generator[R, None, None]:
-    try:
-        for event in events:
-            out = assembler.feed(event)
-            if out is not None:
-                yield out
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # stopping early releases the HTTP connection
-
-
-async def _async_responses(
-    events: AsyncIterator[StreamEvent], assembler: _Assembler[R]
-) -> AsyncGenerator[R, None]:
-    try:
-        async for event in events:
-            out = assembler.feed(event)
-            if out is not None:
-                yield out
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _canonical(engine: str) -> str:
-    """``"tgi"``, ``"vllm"`` or ``"llamacpp"`` for any engine name ``engine_clients`` knows."""
-    return client_class(engine).dialect_class.engine
-
-
-def _takes_chat_param(engine: str | None, name: str) -> bool:
-    return engine is not None and name in client_class(engine).dialect_class.chat_params
-
-
-def _user(prompt: str) -> list[ChatMessage]:
-    return [ChatMessage(role=MessageRole.USER, content=prompt)]
-
-
-def _context_window(info: EngineInfo | None, num_output: int) -> int:
-    """The window LlamaIndex must keep prompt + ``num_output`` inside, from the server's real limits.
-
-    llama.cpp and vLLM publish one limit (prompt and output together). TGI publishes a prompt limit and a
-    total one; ``min(total, input + num_output)`` keeps both satisfied once LlamaIndex reserves
-    ``num_output``.
-    """
-    if info is None:
-        return DEFAULT_CONTEXT_WINDOW
-    total, prompt_limit = info.max_total_tokens, info.max_input_tokens
-    if total and prompt_limit and prompt_limit < total:
-        return min(total, prompt_limit + num_output)
-    return total or prompt_limit or DEFAULT_CONTEXT_WINDOW
-
-
-class EngineLLM(StructuredOutputLLM, CustomLLM):
+class EngineLLM(
+    EngineClientMixin,
+    MetadataMixin,
+    ChatLLM,
+    CompletionLLM,
+    ToolCallingLLM,
+    StructuredOutputLLM,
+    CustomLLM,
+):
     """A LlamaIndex ``FunctionCallingLLM`` (and ``CustomLLM``) over a self-hosted inference server.
 
     Use :class:`~llama_index.llms.selfhosted.TGI`, :class:`~llama_index.llms.selfhosted.VLLM` or
@@ -186,6 +88,11 @@ class EngineLLM(StructuredOutputLLM, CustomLLM):
     * ``metadata`` is read from the server on first use and cached; constructing never touches the network.
     * ``structured_predict`` and its streaming/async forms use the engine's constrained decoding
       (``response_format`` = the output class) unless ``pydantic_program_mode`` says otherwise.
+
+    This class declares the fields, the constructor, copying and pickling, and the request arguments; the
+    methods come from one mixin per topic: the engine client (:mod:`._client`), ``metadata``
+    (:mod:`._metadata`), chat (:mod:`._chat`), completion (:mod:`._completion`), tool calling
+    (:mod:`._tools`) and structured output (:mod:`._structured`).
     """
 
     client_class: ClassVar[type[BaseClient]] = BaseClient
@@ -293,7 +200,7 @@ class EngineLLM(StructuredOutputLLM, CustomLLM):
         super().__init__(**{"base_url": base_url, **kwargs})  # the fields are declared on this class
         fixed = self.fixed_engine()
         if self.engine is not None:
-            self.engine = _canonical(self.engine)
+            self.engine = canonical_engine(self.engine)
         if fixed is not None:
             if self.engine not in (None, fixed):
                 raise ValueError(f"{type(self).__name__} is for {fixed}, not engine={self.engine!r}")
@@ -306,110 +213,10 @@ class EngineLLM(StructuredOutputLLM, CustomLLM):
             # no probing needed: the engine is known, or the environment names it (as connect() reads it)
             self._adopt(self._new_client(self.engine))
 
-    def _adopt_client(self, client: EngineClient) -> None:
-        if not isinstance(client, BaseClient | EnginePool):
-            raise TypeError(
-                f"{type(self).__name__} needs an engine_clients client or EnginePool, got {client!r}"
-            )
-        if client.engine is not None and self.engine not in (None, client.engine):
-            wanted = client_class(self.engine).__name__ if self.engine else ""
-            raise TypeError(
-                f"{type(self).__name__} is for {self.engine} (a {wanted} or an EnginePool of it), "
-                f"got {client!r}"
-            )
-        if isinstance(client, EnginePool):
-            self._client = client
-            self.base_url = ",".join(client.replicas)  # as EnginePool reads them from <ENGINE>_BASE_URL
-            self.engine = self.engine or client.engine
-        else:
-            self._adopt(client)
-
-    def _adopt(self, client: BaseClient) -> BaseClient:
-        """Use ``client`` and fill the fields it settled (URL from the environment, engine, model)."""
-        self._client = client
-        self.base_url = client.base_url
-        self.engine = client.engine
-        if self.model is None:
-            self.model = client.model
-        return client
-
-    @classmethod
-    def fixed_engine(cls) -> str | None:
-        """The class's engine (``"tgi"``, ``"vllm"``, ``"llamacpp"``); None for ``EngineLLM`` (auto mode)."""
-        dialect = getattr(cls.client_class, "dialect_class", None)
-        return dialect.engine if dialect is not None else None
-
-    def _new_client(self, engine: str | None) -> BaseClient:
-        """A client for ``engine`` (no I/O: ``engine`` is known, or None and the environment names it)."""
-        http_client, async_http_client = self._http
-        kwargs: dict[str, Any] = {
-            "api_key": self.api_key,
-            "model": self.model,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "headers": self.headers,
-            "think_tags": (self.think_tags or ThinkTags()) if self.split_thinking else None,
-            "http_client": http_client,
-            "async_http_client": async_http_client,
-        }
-        if self.fixed_engine() is not None:
-            return self.client_class(self.base_url, **kwargs)
-        return connect(self.base_url, engine=engine, **kwargs)
-
-    def _probe_args(self) -> tuple[str, dict[str, Any]]:
-        assert self.base_url is not None  # a client is made at construction when there is none
-        return self.base_url, {"api_key": self.api_key, "probe_timeout": self.probe_timeout}
-
-    def _sync_client(self) -> EngineClient:
-        """The client: the given one, else built on first use (auto mode: the engine is detected first)."""
-        client = self._client
-        if client is not None:
-            return client
-        engine = self.engine
-        if engine is None:  # probing happens outside the lock
-            url, kwargs = self._probe_args()
-            engine = detect_engine(url, http_client=self._http[0], **kwargs)
-        with _lock:
-            return self._client or self._adopt(self._new_client(engine))
-
-    async def _async_client(self) -> EngineClient:
-        """``_sync_client`` for async code: detection probes do not block the event loop."""
-        client = self._client
-        if client is not None:
-            return client
-        engine = self.engine
-        if engine is None:
-            url, kwargs = self._probe_args()
-            engine = await adetect_engine(url, http_client=self._http[1], **kwargs)
-        with _lock:
-            return self._client or self._adopt(self._new_client(engine))
-
     @classmethod
     def class_name(cls) -> str:
         engine = cls.fixed_engine()
         return f"{engine}_llm" if engine is not None else "engine_llm"
-
-    @property
-    def client(self) -> EngineClient:
-        """The underlying ``engine_clients`` client or pool (for ``health()``, ``tokenize()``, ``info()``...).
-        In auto mode, reading it first detects the engine."""
-        return self._sync_client()
-
-    def _known_engine(self) -> str | None:
-        """The engine, if known without I/O (a pool's once it has resolved its replicas)."""
-        if self.engine is None and isinstance(self._client, EnginePool):
-            return self._client.engine
-        return self.engine
-
-    def close(self) -> None:
-        """Close the sync HTTP connections (the LLM stays usable: they reopen on demand)."""
-        if self._client is not None:
-            self._client.close()
-
-    async def aclose(self) -> None:
-        """Close the async and sync HTTP connections."""
-        if self._client is not None:
-            await self._client.aclose()
 
     # -- copying and pickling: the client holds connections; copies share it, unpickling builds a new one --
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> EngineLLM:
@@ -439,77 +246,6 @@ class EngineLLM(StructuredOutputLLM, CustomLLM):
         if getattr(self, "_client", None) is None and (self.base_url is None or self.engine is not None):
             self._adopt(self._new_client(self.engine))
 
-    # -- metadata -----------------------------------------------------------------------------------------
-    @property
-    def metadata(self) -> LLMMetadata:
-        """Model name and the server's real context window, read from the server on first use and cached
-        (``num_output``/flags follow the fields). In async code, ``await llm.aget_metadata()`` first to keep
-        that one read off the event loop. If the server does not answer, fallbacks are used (and it is asked
-        again after a while)."""
-        if self._info is None and self._needs_info() and time.monotonic() >= self._info_retry_at:
-            try:
-                self._info = self._sync_client().info()
-            except EngineError as exc:
-                self._info_failed(exc)
-        return self._build_metadata(self._info)
-
-    async def aget_metadata(self) -> LLMMetadata:
-        """``metadata``, reading the server info with the async client when it is not cached yet."""
-        if self._info is None and self._needs_info() and time.monotonic() >= self._info_retry_at:
-            try:
-                self._info = await (await self._async_client()).ainfo()
-            except EngineError as exc:
-                self._info_failed(exc)
-        return self._build_metadata(self._info)
-
-    def clear_metadata_cache(self) -> None:
-        """Forget the server info (after the server was restarted with another model or context size)."""
-        self._info = None
-        self._info_retry_at = 0.0
-
-    def _needs_info(self) -> bool:
-        return self.context_window is None or self.model is None
-
-    def _info_failed(self, exc: EngineError) -> None:
-        self._info_retry_at = time.monotonic() + METADATA_RETRY_S
-        logger.warning(
-            "%s: could not read the server info (%s); metadata uses context_window=%d for now",
-            type(self).__name__,
-            exc,
-            self.context_window or DEFAULT_CONTEXT_WINDOW,
-        )
-
-    def _build_metadata(self, info: EngineInfo | None) -> LLMMetadata:
-        num_output = self.max_tokens or DEFAULT_NUM_OUTPUTS
-        return LLMMetadata(
-            context_window=self.context_window or _context_window(info, num_output),
-            num_output=num_output,
-            is_chat_model=self.is_chat_model,
-            is_function_calling_model=self._function_calling(info),
-            model_name=self.model or (info.model if info is not None else None) or "unknown",
-        )
-
-    def _function_calling(self, info: EngineInfo | None) -> bool:
-        """The field when set; else what the server reported (llama.cpp: its chat template handles tools)."""
-        if "is_function_calling_model" in self.model_fields_set or info is None or info.tool_calling is None:
-            return self.is_function_calling_model
-        return info.tool_calling
-
-    def to_payload(self) -> dict[str, Any]:
-        """What callbacks and instrumentation events get: no credentials, and no server round trip (the
-        metadata is included once it has been read)."""
-        payload: dict[str, Any] = {"class_name": self.class_name(), "engine": self._known_engine()}
-        if self._info is not None or not self._needs_info():
-            payload.update(self._build_metadata(self._info).model_dump())
-        else:
-            payload.update(
-                model_name=self.model,
-                num_output=self.max_tokens or DEFAULT_NUM_OUTPUTS,
-                is_chat_model=self.is_chat_model,
-                is_function_calling_model=self.is_function_calling_model,
-            )
-        return payload
-
     # -- request arguments --------------------------------------------------------------------------------
     def _call_kwargs(
         self, params: tuple[str, ...], kwargs: dict[str, Any], engine: str | None = None
@@ -519,181 +255,11 @@ class EngineLLM(StructuredOutputLLM, CustomLLM):
         out: dict[str, Any] = {name: getattr(self, name) for name in params}
         out.update(self.additional_kwargs)
         kwargs = dict(kwargs)
-        parallel = kwargs.pop(_PARALLEL_IF_TAKEN, None)
-        if parallel is not None and _takes_chat_param(engine, "parallel_tool_calls"):
+        parallel = kwargs.pop(PARALLEL_IF_TAKEN, None)
+        if parallel is not None and takes_chat_param(engine, "parallel_tool_calls"):
             out["parallel_tool_calls"] = parallel
         out.update(kwargs)
         body = {**(self.extra_body or {}), **(out.pop("extra_body", None) or {})}
         if body:
             out["extra_body"] = body
         return {k: v for k, v in out.items() if v is not None}
-
-    def _text_route(self, formatted: bool) -> bool:
-        return formatted or not self.is_chat_model
-
-    def _text_prompt(self, prompt: str, formatted: bool) -> str:
-        if formatted or self.completion_to_prompt is None:
-            return prompt
-        return self.completion_to_prompt(prompt)
-
-    # -- chat -----------------------------------------------------------------------------------------------
-    def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        client = self._sync_client()
-        completion = client.chat(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
-        )
-        return chat_response(completion)
-
-    def _stream_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponseGen:
-        client = self._sync_client()
-        events = client.chat_stream(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
-        )
-        return _sync_responses(events, ChatStreamAssembler())
-
-    async def _achat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        client = await self._async_client()
-        completion = await client.achat(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
-        )
-        return chat_response(completion)
-
-    async def _astream_chat(
-        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> ChatResponseAsyncGen:
-        client = await self._async_client()
-        events = client.achat_stream(
-            to_engine_messages(messages), **self._call_kwargs(self.chat_params, kwargs, client.engine)
-        )
-        return _async_responses(events, ChatStreamAssembler())
-
-    @llm_chat_callback()
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        """Chat completion. ``kwargs``: sampling parameters, ``tools``, ``tool_choice``, ``response_format``
-        (a pydantic class, JSON schema, or an ``engine_clients`` format), ``model``, ``extra_body``."""
-        return self._chat(messages, kwargs)
-
-    @llm_chat_callback()
-    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        """Streamed chat; the last response (``delta=""``) carries the finished message and the usage."""
-        return self._stream_chat(messages, kwargs)
-
-    @llm_chat_callback()
-    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return await self._achat(messages, kwargs)
-
-    @llm_chat_callback()
-    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        return await self._astream_chat(messages, kwargs)
-
-    # -- completion -----------------------------------------------------------------------------------------
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        """Completion: through the chat route as one user message; ``formatted=True`` (or
-        ``is_chat_model=False``) uses the engine's native text route without any chat template."""
-        if self._text_route(formatted):
-            client = self._sync_client()
-            completion = client.generate(
-                self._text_prompt(prompt, formatted),
-                **self._call_kwargs(self.text_params, kwargs, client.engine),
-            )
-            return completion_response(completion)
-        return chat_to_completion_response(self._chat(_user(prompt), kwargs))
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        if self._text_route(formatted):
-            client = self._sync_client()
-            events = client.generate_stream(
-                self._text_prompt(prompt, formatted),
-                **self._call_kwargs(self.text_params, kwargs, client.engine),
-            )
-            return _sync_responses(events, CompletionStreamAssembler())
-        return (chat_to_completion_response(r) for r in self._stream_chat(_user(prompt), kwargs))
-
-    @llm_completion_callback()
-    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        if self._text_route(formatted):
-            client = await self._async_client()
-            completion = await client.agenerate(
-                self._text_prompt(prompt, formatted),
-                **self._call_kwargs(self.text_params, kwargs, client.engine),
-            )
-            return completion_response(completion)
-        return chat_to_completion_response(await self._achat(_user(prompt), kwargs))
-
-    @llm_completion_callback()
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
-        if self._text_route(formatted):
-            client = await self._async_client()
-            events = client.agenerate_stream(
-                self._text_prompt(prompt, formatted),
-                **self._call_kwargs(self.text_params, kwargs, client.engine),
-            )
-            return _async_responses(events, CompletionStreamAssembler())
-        chats = await self._astream_chat(_user(prompt), kwargs)
-
-        async def gen() -> CompletionResponseAsyncGen:
-            async for r in chats:
-                yield chat_to_completion_response(r)
-
-        return gen()
-
-    # -- tool calling ---------------------------------------------------------------------------------------
-    def _prepare_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        tool_choice: str | dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Chat arguments with OpenAI-style tool specs. ``tool_choice`` (``"auto"``, ``"none"``,
-        ``"required"``, a tool name or an OpenAI dict) wins over ``tool_required`` (= ``"required"``)."""
-        specs = [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
-        messages = list(chat_history or [])  # never the caller's list
-        if user_msg is not None:
-            messages.append(
-                ChatMessage(role=MessageRole.USER, content=user_msg)
-                if isinstance(user_msg, str)
-                else user_msg
-            )
-        out: dict[str, Any] = {"messages": messages, **kwargs}
-        if specs:
-            out["tools"] = specs
-            out["tool_choice"] = tool_choice or ("required" if tool_required else "auto")
-            # sent where the engine takes it; a single call is enforced on the response either way
-            engine = self._known_engine()
-            if engine is None:  # auto mode before detection, or a pool not resolved yet: decided per call
-                out.setdefault(_PARALLEL_IF_TAKEN, allow_parallel_tool_calls)
-            elif _takes_chat_param(engine, "parallel_tool_calls"):
-                out.setdefault("parallel_tool_calls", allow_parallel_tool_calls)
-        return out
-
-    def _validate_chat_with_tools_response(
-        self,
-        response: ChatResponse,
-        tools: Sequence[BaseTool],
-        allow_parallel_tool_calls: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        if not allow_parallel_tool_calls:
-            keep_first_tool_call(response)
-        return response
-
-    def get_tool_calls_from_response(
-        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
-    ) -> list[ToolSelection]:
-        """The tool calls in ``response`` (streamed partial arguments are parsed as far as they go). Raises
-        :class:`InvalidToolCallError` when the finished response holds a call whose arguments are not a JSON
-        object (cut off by ``max_tokens``, or malformed), and ValueError when there is none and
-        ``error_on_no_tool_call``."""
-        selections = tool_selections(response.message)
-        if not selections and error_on_no_tool_call:
-            raise ValueError("Expected at least one tool call, but got 0 tool calls.")
-        return selections

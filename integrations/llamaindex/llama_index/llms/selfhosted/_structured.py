@@ -8,7 +8,7 @@ never the thinking. With ``pydantic_program_mode`` other than DEFAULT, LlamaInde
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse
 from llama_index.core.bridge.pydantic import ValidationError
@@ -30,8 +30,20 @@ __all__ = ["StructuredOutputLLM"]
 dispatcher = get_dispatcher(__name__)
 
 
+class _PartialOutput(Generic[Model]):
+    """The growing output object of a structured stream, one chat response at a time."""
+
+    def __init__(self, output_cls: type[Model]) -> None:
+        self.output_cls = output_cls
+        self.current: Model | FlexibleModel | None = None
+
+    def feed(self, response: ChatResponse) -> Model | FlexibleModel:
+        self.current = process_streaming_content_incremental(response, self.output_cls, self.current)
+        return self.current
+
+
 class StructuredOutputLLM(FunctionCallingLLM):
-    """The structured-output half of :class:`EngineLLM` (no fields of its own)."""
+    """The structured-output part of :class:`EngineLLM` (no fields of its own)."""
 
     # -- structured output through constrained decoding ------------------------------------------------
     def _constrained(self) -> bool:
@@ -60,6 +72,26 @@ class StructuredOutputLLM(FunctionCallingLLM):
                 f"(finish_reason={finish!r}): {text[:500]!r}"
             ) from exc
 
+    def _structured_start(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None,
+        prompt_args: dict[str, Any],
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
+        """Announce a structured prediction (start event), and its chat request: messages, and kwargs with
+        the output class as ``response_format``."""
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        )
+        return self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
+
+    def _structured_end(self, output_cls: type[Model], response: ChatResponse) -> Model:
+        """The answer parsed into ``output_cls`` (end event)."""
+        result = self._parse_structured(output_cls, response)
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
     def structured_predict(
         self,
         output_cls: type[Model],
@@ -71,13 +103,8 @@ class StructuredOutputLLM(FunctionCallingLLM):
         if not self._constrained():
             out = super().structured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
             return cast(Model, out)
-        dispatcher.event(
-            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
-        )
-        messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        result = self._parse_structured(output_cls, self.chat(messages, **kwargs))
-        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
-        return result
+        messages, kwargs = self._structured_start(output_cls, prompt, llm_kwargs, prompt_args)
+        return self._structured_end(output_cls, self.chat(messages, **kwargs))
 
     async def astructured_predict(
         self,
@@ -89,13 +116,8 @@ class StructuredOutputLLM(FunctionCallingLLM):
         if not self._constrained():
             out = await super().astructured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
             return cast(Model, out)
-        dispatcher.event(
-            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
-        )
-        messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        result = self._parse_structured(output_cls, await self.achat(messages, **kwargs))
-        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
-        return result
+        messages, kwargs = self._structured_start(output_cls, prompt, llm_kwargs, prompt_args)
+        return self._structured_end(output_cls, await self.achat(messages, **kwargs))
 
     def _structured_stream_call(
         self,
@@ -109,14 +131,8 @@ class StructuredOutputLLM(FunctionCallingLLM):
             return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
         messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
         responses = self.stream_chat(messages, **kwargs)
-
-        def gen() -> Generator[Model | FlexibleModel, None, None]:
-            current: Model | FlexibleModel | None = None
-            for response in responses:
-                current = process_streaming_content_incremental(response, output_cls, current)
-                yield current
-
-        return gen()
+        partial = _PartialOutput(output_cls)
+        return (partial.feed(response) for response in responses)
 
     async def _structured_astream_call(
         self,
@@ -129,11 +145,5 @@ class StructuredOutputLLM(FunctionCallingLLM):
             return await super()._structured_astream_call(output_cls, prompt, llm_kwargs, **prompt_args)
         messages, kwargs = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
         responses = await self.astream_chat(messages, **kwargs)
-
-        async def gen() -> AsyncGenerator[Model | FlexibleModel, None]:
-            current: Model | FlexibleModel | None = None
-            async for response in responses:
-                current = process_streaming_content_incremental(response, output_cls, current)
-                yield current
-
-        return gen()
+        partial = _PartialOutput(output_cls)
+        return (partial.feed(response) async for response in responses)

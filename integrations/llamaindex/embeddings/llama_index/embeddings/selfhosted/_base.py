@@ -12,6 +12,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from engine_clients import EnginePool, LlamaCppClient, TEIClient, VLLMClient
+from engine_clients._wrapper_support import batch_options, connection_kwargs
 
 __all__ = ["EngineEmbedding", "LlamaCppEmbedding", "TEIEmbedding", "VLLMEmbedding"]
 
@@ -56,23 +57,11 @@ class EngineEmbedding(BaseEmbedding):
         if self.engine_client is not None:
             return self.engine_client
         if self._built is None:
-            self._built = self.client_class(
-                self.base_url,
-                api_key=self.api_key,
-                model=self.model,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                headers=self.default_headers,
-            )
+            self._built = self.client_class(self.base_url, **connection_kwargs(self))
         return self._built
 
     def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"truncate": self.truncate}
-        if self.batch_size is not None:
-            options["batch_size"] = self.batch_size
-        if self.model is not None:
-            options["model"] = self.model
-        return options
+        return batch_options(self)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self.client.embed(texts, **self._options()).vectors

@@ -9,6 +9,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from engine_clients import EnginePool, LlamaCppClient, Reranking, TEIClient, VLLMClient
+from engine_clients._wrapper_support import batch_options, connection_kwargs
 
 __all__ = ["SelfHostedRerank"]
 
@@ -47,23 +48,11 @@ class SelfHostedRerank(BaseNodePostprocessor):
         if self.engine_client is not None:
             return self.engine_client
         if self._built is None:
-            self._built = _CLIENTS[self.engine](
-                self.base_url,
-                api_key=self.api_key,
-                model=self.model,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                headers=self.default_headers,
-            )
+            self._built = _CLIENTS[self.engine](self.base_url, **connection_kwargs(self))
         return self._built
 
     def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"truncate": self.truncate, "top_n": self.top_n}
-        if self.batch_size is not None:
-            options["batch_size"] = self.batch_size
-        if self.model is not None:
-            options["model"] = self.model
-        return options
+        return batch_options(self, top_n=self.top_n)
 
     @staticmethod
     def _texts(nodes: list[NodeWithScore]) -> list[str]:
@@ -73,22 +62,23 @@ class SelfHostedRerank(BaseNodePostprocessor):
     def _apply(nodes: list[NodeWithScore], ranking: Reranking) -> list[NodeWithScore]:
         return [NodeWithScore(node=nodes[r.index].node, score=r.score) for r in ranking.results]
 
+    @staticmethod
+    def _query(nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> str | None:
+        """The query to rank ``nodes`` by; None: nothing to rank (no request)."""
+        if query_bundle is None:
+            raise ValueError("SelfHostedRerank needs the query (query_bundle or query_str)")
+        return query_bundle.query_str if nodes else None
+
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        if query_bundle is None:
-            raise ValueError("SelfHostedRerank needs the query (query_bundle or query_str)")
-        if not nodes:
+        if (query := self._query(nodes, query_bundle)) is None:
             return []
-        ranking = self.client.rerank(query_bundle.query_str, self._texts(nodes), **self._options())
-        return self._apply(nodes, ranking)
+        return self._apply(nodes, self.client.rerank(query, self._texts(nodes), **self._options()))
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        if query_bundle is None:
-            raise ValueError("SelfHostedRerank needs the query (query_bundle or query_str)")
-        if not nodes:
+        if (query := self._query(nodes, query_bundle)) is None:
             return []
-        ranking = await self.client.arerank(query_bundle.query_str, self._texts(nodes), **self._options())
-        return self._apply(nodes, ranking)
+        return self._apply(nodes, await self.client.arerank(query, self._texts(nodes), **self._options()))

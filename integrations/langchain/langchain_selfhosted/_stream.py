@@ -1,0 +1,86 @@
+"""The stream loops of the chat models and the LLMs: engine ``StreamEvent``s in, LangChain chunks out.
+
+Everything that happens per event is in :class:`ChunkStream`, once and without I/O; :func:`stream_chunks`
+and :func:`astream_chunks` are only the sync and async shells around it. A shell opens the stream on the
+model's client, asks the server for the model's name when the last event needs it (I/O: after the answer,
+so that a request refused before sending costs no round trip), reports each chunk to the run manager, and
+closes the stream however the loop ends (finished, failed, or stopped early by the consumer), which releases
+its HTTP connection. Engine errors are raised as :mod:`langchain_selfhosted.errors` types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import Generic, TypeVar
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
+
+from engine_clients import End, StreamEvent
+from engine_clients._wrapper_support import aclosing_events, closing_events
+
+from ._client import EngineClient, EngineClientMixin
+from .errors import translate_errors
+
+__all__ = ["ChunkStream", "astream_chunks", "stream_chunks"]
+
+ChunkT = TypeVar("ChunkT", GenerationChunk, ChatGenerationChunk)
+Converter = Callable[[StreamEvent, str | None], ChunkT | None]
+
+
+class ChunkStream(Generic[ChunkT]):
+    """The chunks one stream's events become.
+
+    ``convert(event, model_name)`` gives an event's chunk (None: nothing to show); ``model_name`` is passed
+    with the last event (``End``) only: the model the call named, else the one the server reports.
+    """
+
+    def __init__(self, convert: Converter[ChunkT], model: str | None) -> None:
+        self._convert: Converter[ChunkT] = convert
+        self._model = model
+
+    def needs_model(self, event: StreamEvent) -> bool:
+        """Whether the server must be asked for the model's name before ``event`` is fed."""
+        return isinstance(event, End) and self._model is None
+
+    def feed(self, event: StreamEvent, discovered: str | None = None) -> tuple[ChunkT, ...]:
+        """The chunks to yield for ``event`` (none or one); ``discovered``: the model's name from the
+        server, where :meth:`needs_model` asked for it."""
+        chunk = self._convert(event, (self._model or discovered) if isinstance(event, End) else None)
+        return () if chunk is None else (chunk,)
+
+
+def stream_chunks(
+    model: EngineClientMixin,
+    open_events: Callable[[EngineClient], Iterator[StreamEvent]],
+    chunks: ChunkStream[ChunkT],
+    run_manager: CallbackManagerForLLMRun | None,
+) -> Iterator[ChunkT]:
+    """The stream ``open_events`` opens on ``model``'s client, as chunks (see the module docstring)."""
+    with translate_errors():
+        events = open_events(model.client)
+        with closing_events(events):
+            for event in events:
+                discovered = model._ensure_model() if chunks.needs_model(event) else None
+                for chunk in chunks.feed(event, discovered):
+                    if run_manager:  # langchain-core's stream() reports tokens itself and passes none
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+
+
+async def astream_chunks(
+    model: EngineClientMixin,
+    open_events: Callable[[EngineClient], AsyncIterator[StreamEvent]],
+    chunks: ChunkStream[ChunkT],
+    run_manager: AsyncCallbackManagerForLLMRun | None,
+) -> AsyncGenerator[ChunkT, None]:
+    """:func:`stream_chunks` for async streams."""
+    with translate_errors():
+        events = open_events(await model._aclient())
+        async with aclosing_events(events):
+            async for event in events:
+                discovered = await model._aensure_model() if chunks.needs_model(event) else None
+                for chunk in chunks.feed(event, discovered):
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
