@@ -36,6 +36,7 @@ class Spec:
     needs: tuple[str, ...] = field(default=())  # importable modules it needs (skipped with a note if missing)
     scenario: str = "stream_decode"  # the scenario that measures it
     think: str = ""  # reasoning_decode: the firehose dialect suffix of its reasoning stream ("think", ...)
+    tokens: int = 0  # stream_decode: tokens per stream when not the scenario's (SGLang's cumulative stream)
 
     @property
     def title(self) -> str:
@@ -121,6 +122,36 @@ def raw_async(loads: Callable[[Any], Any] = json.loads, route: str = "chat"):
     return setup
 
 
+SGLANG_TOKENS = 2000  # cumulative /generate events grow with the text: ~20 MB per stream at this length
+
+
+def raw_sglang_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
+    """SGLang's native ``/generate`` stream by hand: each event has the whole text so far, so the loop keeps
+    the length already yielded and slices off the new part (the least a correct consumer does)."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    client = httpx.Client(timeout=httpx.Timeout(600.0), limits=httpx.Limits(max_connections=None))
+    body = {
+        "text": PROMPT,
+        "sampling_params": {"max_new_tokens": opts.get("max_tokens", MAX_TOKENS)},
+        "stream": True,
+    }
+
+    def one() -> Iterator[str]:
+        sent = 0
+        with connect_sse(client, "POST", base + "/generate", json=body) as source:
+            for sse in source.iter_sse():
+                if sse.data == "[DONE]":
+                    break
+                text = json.loads(sse.data)["text"]
+                if len(text) > sent:
+                    yield text[sent:]
+                    sent = len(text)
+
+    return one
+
+
 def _orjson_loads() -> Callable[[Any], Any]:
     import orjson
 
@@ -133,7 +164,12 @@ def raw_sync_orjson(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[st
 
 # ---- engine_clients --------------------------------------------------------------------------------------
 
-_EC_CLASSES = {"vllm": "VLLMClient", "tgi": "TGIClient", "llamacpp": "LlamaCppClient"}
+_EC_CLASSES = {
+    "vllm": "VLLMClient",
+    "tgi": "TGIClient",
+    "llamacpp": "LlamaCppClient",
+    "sglang": "SGLangClient",
+}
 
 
 def _ec_client(base: str, dialect: str) -> Any:
@@ -716,6 +752,16 @@ SPECS: list[Spec] = [
         label="raw loop, TGI /generate_stream",
     ),
     Spec(
+        "raw:httpx-sse+json:sglang-generate",
+        "raw",
+        "sync",
+        raw_sglang_sync,
+        dialect="sglang",
+        route="generate",
+        label="raw loop, SGLang /generate (cumulative text)",
+        tokens=SGLANG_TOKENS,
+    ),
+    Spec(
         "raw:httpx-sse+json:llamacpp-completion",
         "raw",
         "sync",
@@ -757,6 +803,17 @@ SPECS: list[Spec] = [
         dialect="tgi",
         route="generate_stream",
         twin="raw:httpx-sse+json:tgi-generate",
+    ),
+    Spec(
+        "engine_clients:SGLangClient.generate_stream",
+        "ours",
+        "sync",
+        ec_sync("sglang", "generate"),
+        dialect="sglang",
+        route="generate",
+        twin="raw:httpx-sse+json:sglang-generate",
+        label="SGLangClient.generate_stream (/generate, cumulative text -> deltas)",
+        tokens=SGLANG_TOKENS,
     ),
     Spec(
         "engine_clients:LlamaCppClient.generate_stream",
@@ -1012,6 +1069,9 @@ SPECS: list[Spec] = [
     ),
 ]
 
+from bench.transports import TRANSPORT_SPECS  # noqa: E402 - it builds on the helpers above
+
+SPECS += TRANSPORT_SPECS
 BY_NAME = {s.name: s for s in SPECS}
 
 

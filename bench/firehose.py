@@ -10,10 +10,10 @@ pointed at any stream shape without extra parameters::
 
     /{dialect}/{tokens}/{delay_ms}/{ttft_ms}/...route...
 
-``dialect`` is ``vllm``, ``tgi`` or ``llamacpp`` and selects the JSON shape of the chunks (as each engine
-sends them); ``tokens`` is the number of content tokens; ``delay_ms`` the gap between tokens (0 = the whole
-body is written at once and the kernel's socket buffers are the only limit) and ``ttft_ms`` the wait before
-the first token.
+``dialect`` is ``vllm``, ``tgi``, ``llamacpp`` or ``sglang`` and selects the JSON shape of the chunks (as
+each engine sends them); ``tokens`` is the number of content tokens; ``delay_ms`` the gap between tokens (0 =
+the whole body is written at once and the kernel's socket buffers are the only limit) and ``ttft_ms`` the wait
+before the first token.
 
 A reasoning model's answer is asked for with a suffix on the dialect: ``vllm+think``, ``tgi+think``,
 ``llamacpp+think`` (optionally ``+think25``: the thinking's share of the tokens in percent, 50 by default).
@@ -29,6 +29,10 @@ than chat ignore the suffix. Routes (matched on the path's suffix, with or witho
 * ``POST .../v1/chat/completions`` - OpenAI-compatible ``chat.completion.chunk`` events (vLLM / TGI Messages
   API / llama-server flavours), a usage chunk, ``[DONE]``;
 * ``POST .../generate_stream`` - TGI's native token events, ending with ``generated_text`` + ``details``;
+  on the ``sglang`` dialect ``POST .../generate`` is SGLang's native stream instead: every event carries
+  the WHOLE text and ``output_ids`` so far (its default, without ``--incremental-streaming-output``), the
+  last one ``meta_info.finish_reason`` as an object, then ``data: [DONE]``. Its body grows with the square
+  of the token count (about 5.5 n^2 bytes), so the bench asks it for fewer tokens;
 * ``POST .../completion`` - llama.cpp's native ``/completion`` events, ending with ``"stop": true``;
 * ``POST .../v1/completions`` - legacy OpenAI text-completion chunks;
 * ``GET .../v1/models``, ``/info``, ``/props``, ``/version``, ``/health``, ``/metrics`` - discovery.
@@ -91,12 +95,13 @@ WORDS = (
     "!",
 )
 PROMPT_TOKENS = 12
-DIALECTS = ("vllm", "tgi", "llamacpp")
+SGLANG_MAX_TOKENS = 8000  # SGLang's cumulative /generate stream: ~350 MB of events at this length
+DIALECTS = ("vllm", "tgi", "llamacpp", "sglang")
 THINK_MODES = ("think", "thinktags")  # the dialect suffix: the engine's own reasoning field, or <think> tags
 THINK_SHARE = 50  # default percentage of a reasoning stream's tokens that are thinking
 THINK_OPEN, THINK_CLOSE, THINK_GAP = "<think>", "</think>", "\n\n"
 # where each engine puts server-parsed reasoning in a chat delta (and in a non-streamed message)
-REASONING_FIELD = {"vllm": "reasoning", "llamacpp": "reasoning_content"}
+REASONING_FIELD = {"vllm": "reasoning", "llamacpp": "reasoning_content", "sglang": "reasoning_content"}
 _THINK_RE = re.compile("(" + "|".join(sorted(THINK_MODES, key=len, reverse=True)) + r")(\d{1,2})?")
 
 
@@ -179,7 +184,7 @@ def chat_events(dialect: str, n: int) -> list[bytes]:
     pieces = reasoning_pieces(dialect, n)
     dialect = split_dialect(dialect)[0]
     field = REASONING_FIELD.get(dialect, "")
-    if dialect == "vllm":
+    if dialect in ("vllm", "sglang"):  # SGLang's chat chunks are vLLM-like (protocol.py)
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {
@@ -343,6 +348,34 @@ def completion_events(n: int) -> list[bytes]:
     return out
 
 
+def sglang_generate_events(n: int) -> list[bytes]:
+    """SGLang ``/generate`` (sglang 0.5.23 ``tokenizer_manager.py``): cumulative ``text`` and ``output_ids``
+    in every event, ``meta_info`` with running counts, ``finish_reason`` and ``e2e_latency`` at the end."""
+    if n > SGLANG_MAX_TOKENS:
+        raise ValueError(f"a cumulative stream of {n} tokens is about {5.5 * n * n / 1e9:.1f} GB")
+    out, text, ids = [], "", ""
+    for i in range(n):
+        text += token_text(i)
+        ids += ("," if i else "") + str(1000 + i % 30000)
+        done = i == n - 1
+        meta = {
+            "id": "bench0000000000000000000000000000",
+            "finish_reason": {"type": "length", "length": n} if done else None,
+            "prompt_tokens": PROMPT_TOKENS,
+            "weight_version": "default",
+            "total_retractions": 0,
+            "reasoning_tokens": 0,
+            "completion_tokens": i + 1,
+            "cached_tokens": 0,
+        }
+        if done:
+            meta["e2e_latency"] = 0.5
+        event = b'{"text":%s,"output_ids":[%s],"meta_info":%s}' % (_dumps(text), ids.encode(), _dumps(meta))
+        out.append(_sse(event))
+    out.append(_sse(b"[DONE]"))
+    return out
+
+
 @lru_cache(maxsize=64)
 def stream_events(dialect: str, route: str, n: int) -> tuple[bytes, ...]:
     """The HTTP chunks (one per SSE event) of a streamed answer, without the terminating chunk."""
@@ -353,7 +386,7 @@ def stream_events(dialect: str, route: str, n: int) -> tuple[bytes, ...]:
     elif route == "completions":
         events = completions_events(n)
     elif route == "generate_stream":
-        events = generate_stream_events(n)
+        events = sglang_generate_events(n) if dialect == "sglang" else generate_stream_events(n)
     elif route == "completion":
         events = completion_events(n)
     else:
@@ -406,6 +439,10 @@ def full_answer(dialect: str, route: str, n: int) -> bytes:
                 "usage": usage,
             }
         )
+    if route == "generate_stream" and split_dialect(dialect)[0] == "sglang":
+        finish = {"type": "length", "length": n}
+        meta = {"id": "b", "finish_reason": finish, "prompt_tokens": PROMPT_TOKENS, "completion_tokens": n}
+        return _dumps({"text": text, "output_ids": [1000 + i % 30000 for i in range(n)], "meta_info": meta})
     if route == "generate_stream":  # POST /generate
         return _dumps(
             {

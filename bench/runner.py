@@ -228,6 +228,8 @@ QUICK_DECODE = [
     "raw:httpx-sse+json:async",
     "engine_clients:VLLMClient.chat_stream",
     "engine_clients:VLLMClient.achat_stream",
+    "raw:httpx-sse+json:sglang-generate",
+    "engine_clients:SGLangClient.generate_stream",
     "langchain:ChatVLLM",
     "llamaindex:VLLM",
     "peer:openai",
@@ -260,12 +262,13 @@ def stream_decode(ctx: Ctx, only: list[str] | None = None) -> dict[str, Any]:
         for spec in order:
             if ctx.quick and spec.group in ("peer", "floor") and r > 0:
                 continue  # quick mode: peers once (their gap to ours is wide); raw and ours every round
+            tokens = spec.tokens or ctx.tokens  # SGLang's cumulative stream asks for fewer
             job = {
                 "kind": "decode",
                 "client": spec.name,
-                "base": ctx.url(spec.dialect, ctx.tokens),
-                "tokens": ctx.tokens,
-                "expect_chars": expected_chars(ctx.tokens),
+                "base": ctx.url(spec.dialect, tokens),
+                "tokens": tokens,
+                "expect_chars": expected_chars(tokens),
                 "repeats": 1 if ctx.quick and spec.group in ("peer", "floor") else ctx.repeats,
             }
             res = run_worker(ctx, job)
@@ -555,19 +558,27 @@ def _think_share() -> int:
 # ---- scenario 2: concurrency -----------------------------------------------------------------------------
 
 CONC_CLIENTS = [
+    "raw:asyncio-protocol:async",
+    "raw:aiohttp+json:async",
     "raw:httpx-sse+json:async",
     "engine_clients:VLLMClient.achat_stream",
+    "engine_clients:VLLMClient.achat_stream:aiohttp",
     "langchain:ChatVLLM:async",
+    "langchain:ChatVLLM:async:aiohttp",
     "llamaindex:VLLM:async",
     "peer:openai:async",
+    "peer:openai:aiohttp:async",
     "peer:langchain-openai:ChatOpenAI:async",
     "peer:huggingface_hub:AsyncInferenceClient",
     "peer:langchain-huggingface:ChatHuggingFace:async",
     "peer:llama-index:OpenAILike:async",
 ]
 QUICK_CONC = [
+    "raw:asyncio-protocol:async",
+    "raw:aiohttp+json:async",
     "raw:httpx-sse+json:async",
     "engine_clients:VLLMClient.achat_stream",
+    "engine_clients:VLLMClient.achat_stream:aiohttp",
     "langchain:ChatVLLM:async",
     "llamaindex:VLLM:async",
     "peer:langchain-openai:ChatOpenAI:async",
@@ -648,6 +659,9 @@ def concurrency(
                 "rss_peak_mb",
                 "rss_delta_mb",
                 "cpu_s",
+                "cpu_us_per_event",
+                "loop_lag_p99_ms",
+                "loop_lag_max_ms",
             ):
                 v = lv.get(metric)
                 if v is not None:

@@ -165,6 +165,11 @@ def decode(job: dict[str, Any]) -> dict[str, Any]:
 # ---- concurrency -----------------------------------------------------------------------------------------
 
 
+def _p99(xs: list[float]) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
 def concurrency(job: dict[str, Any]) -> dict[str, Any]:
     """``job["levels"]``: a list of ``{"base", "streams", "tokens"}``, run in order in this process, each on
     a client object of its own (the firehose URL carries the pacing), after a short warm-up stream."""
@@ -188,10 +193,15 @@ async def _level(client: str, lv: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     peak = [base_rss]
 
+    lags: list[float] = []
+
     async def sample_rss() -> None:
+        # also the event loop's lag: how late a 50 ms sleep wakes up while the streams run
         while True:
             peak[0] = max(peak[0], _rss_mb())
+            t = loop.time()
             await asyncio.sleep(0.05)
+            lags.append(max(0.0, loop.time() - t - 0.05))
 
     async def stream() -> None:
         t0 = loop.time()
@@ -236,6 +246,11 @@ async def _level(client: str, lv: dict[str, Any]) -> dict[str, Any]:
         "error_kinds": sorted({e.split(":")[0] for e in errors})[:5],
         "error_sample": errors[:3],
         "tokens_total": sum(counts),
+        "cpu_us_per_event": cpu / sum(counts) * 1e6 if sum(counts) else None,
+        "loop_lag_p99_ms": sorted(lags)[min(len(lags) - 1, round(0.99 * (len(lags) - 1)))] * 1000
+        if lags
+        else None,
+        "loop_lag_max_ms": max(lags) * 1000 if lags else None,
         "rss_base_mb": base_rss,
         "rss_peak_mb": peak[0],
         "rss_delta_mb": peak[0] - base_rss,

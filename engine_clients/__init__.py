@@ -6,9 +6,10 @@
 """
 
 from ._affinity import SessionAffinity
-from ._clients import BaseClient, LlamaCppClient, TEIClient, TGIClient, VLLMClient
+from ._clients import BaseClient, LlamaCppClient, SGLangClient, TEIClient, TGIClient, VLLMClient
 from ._detect import (
     PROBE_TIMEOUT,
+    EngineDetectionAuthError,
     EngineDetectionError,
     aconnect,
     adetect_engine,
@@ -16,10 +17,12 @@ from ._detect import (
     connect,
     detect_engine,
 )
+from ._model_types import AdapterInfo, ModelInfo, ModelState
 from ._pool import EnginePool, Percentiles, PoolExhaustedError, PoolStats, ReplicaStats
 from ._transport import Timeouts
 from .dialects.reasoning import ThinkSplitter, ThinkTags, split_reasoning
 from .errors import (
+    AdapterNotFoundError,
     AuthenticationError,
     BadRequestError,
     ChatTemplateError,
@@ -31,11 +34,13 @@ from .errors import (
     MalformedResponseError,
     MediaTooLargeError,
     ModelLoadingError,
+    ModelRequiredError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     StreamError,
     StreamTimeoutError,
+    StructuredOutputError,
     TimeoutError,
     UnsupportedInputError,
     UpstreamUnreachableError,
@@ -73,6 +78,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PROBE_TIMEOUT",
+    "AdapterInfo",
+    "AdapterNotFoundError",
     "AuthenticationError",
     "BadRequestError",
     "BaseClient",
@@ -82,6 +89,7 @@ __all__ = [
     "ContextWindowExceededError",
     "Embeddings",
     "End",
+    "EngineDetectionAuthError",
     "EngineDetectionError",
     "EngineError",
     "EngineInfo",
@@ -97,7 +105,10 @@ __all__ = [
     "LlamaCppClient",
     "MalformedResponseError",
     "MediaTooLargeError",
+    "ModelInfo",
     "ModelLoadingError",
+    "ModelRequiredError",
+    "ModelState",
     "NotFoundError",
     "Percentiles",
     "PermissionDeniedError",
@@ -110,11 +121,13 @@ __all__ = [
     "ReplicaStats",
     "RerankResult",
     "Reranking",
+    "SGLangClient",
     "SessionAffinity",
     "Started",
     "StreamError",
     "StreamEvent",
     "StreamTimeoutError",
+    "StructuredOutputError",
     "TEIClient",
     "TGIClient",
     "ThinkSplitter",

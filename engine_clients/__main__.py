@@ -1,127 +1,13 @@
-"""``python -m engine_clients demo``: the main job on the embedded default.
-
-With no server configured it provisions and starts a local llama-server with the scripted tiny model, then
-shows a streamed chat, a tool call and a structured output through this package (and through LangChain
-when ``langchain-selfhosted`` is installed: it registers an ``engine_clients.demo`` entry point).
-``--url`` (or ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL``) runs the same against a real
-deployment; ``--model path.gguf`` serves your own GGUF locally.
-"""
+"""``python -m engine_clients``: the ``engine-clients`` command (``demo``, ``doctor``, ``serve``,
+``loadtest``); see ``engine_clients/_cli``."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import os
 import sys
-from collections.abc import Iterator
-from typing import Any
 
-from . import BaseClient, LlamaCppClient, TGIClient, Token, VLLMClient
+from ._cli import main
 
-CLIENTS: dict[str, type[BaseClient]] = {"tgi": TGIClient, "vllm": VLLMClient, "llamacpp": LlamaCppClient}
-ENV = {"tgi": "TGI_BASE_URL", "vllm": "VLLM_BASE_URL", "llamacpp": "LLAMACPP_BASE_URL"}
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-CITY_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
-    "required": ["city", "population"],
-}
-
-
-def say(text: str) -> None:
-    print(f"\n== {text}", flush=True)
-
-
-@contextlib.contextmanager
-def target(args: argparse.Namespace) -> Iterator[tuple[str, str, str | None]]:
-    """(engine, base_url, api_key): a configured server, or a local llama-server started for the demo."""
-    if args.url:
-        yield args.engine or "llamacpp", args.url, args.api_key
-        return
-    for engine, var in ENV.items():
-        if os.environ.get(var) and (args.engine in (None, engine)):
-            say(f"using {engine} at ${var}={os.environ[var]}")
-            yield engine, os.environ[var], args.api_key
-            return
-    from .testing import ensure_llama_server, start_llama_server
-
-    say("no server configured: provisioning a local llama-server (the first run builds llama.cpp, ~7-12 min)")
-    binary = ensure_llama_server()
-    say(f"starting llama-server with {args.model or 'the scripted tiny model'}")
-    with start_llama_server(args.model, binary=binary) as server:
-        print(f"   listening on {server.base_url} (log: {server.log_path})", flush=True)
-        yield "llamacpp", server.base_url, None
-
-
-def run_engine_clients(engine: str, url: str, api_key: str | None) -> None:
-    with CLIENTS[engine](url, api_key=api_key) as client:
-        info = client.info()
-        say(
-            f"engine_clients {type(client).__name__}: {info.engine} {info.version}, model {info.model}, "
-            f"context {info.max_total_tokens}"
-        )
-        say("streamed chat")
-        for event in client.chat_stream("Say hello.", max_tokens=32, temperature=0):
-            if isinstance(event, Token):
-                print(event.text, end="", flush=True)
-        print()
-        say("tool call (tool_choice='get_weather')")
-        result = client.chat(
-            "What's the weather in Paris?",
-            tools=[WEATHER_TOOL],
-            tool_choice="get_weather",
-            max_tokens=64,
-            temperature=0,
-        )
-        for call in result.tool_calls:
-            print(f"   {call.name}({json.dumps(call.arguments)})  finish_reason={result.finish_reason}")
-        say("structured output (JSON schema)")
-        result = client.chat(
-            "Name a city and its population.", response_format=CITY_SCHEMA, max_tokens=64, temperature=0
-        )
-        print(f"   {json.loads(result.content)}")
-
-
-def framework_demos() -> list[Any]:
-    """Demos that installed integration packages register under the ``engine_clients.demo`` entry point
-    group (``langchain-selfhosted`` registers one): the core finds them without importing any integration."""
-    from importlib.metadata import entry_points
-
-    return list(entry_points(group="engine_clients.demo"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine_clients")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="streamed chat, a tool call and structured output against a server")
-    demo.add_argument("--url", help="base URL of a running TGI / vLLM / llama-server")
-    demo.add_argument("--engine", choices=sorted(CLIENTS), help="engine at --url (default: llamacpp)")
-    demo.add_argument("--api-key", default=None)
-    demo.add_argument("--model", help="a GGUF file to serve locally instead of the scripted tiny model")
-    demo.add_argument("--no-langchain", action="store_true", help="use engine_clients only")
-    args = parser.parse_args(argv)
-    with target(args) as (engine, url, key):
-        run_engine_clients(engine, url, key)
-        demos = [] if args.no_langchain else framework_demos()
-        if not demos and not args.no_langchain:
-            say(
-                "LangChain part skipped: langchain-selfhosted is not installed "
-                "(pip install -e integrations/langchain, or pip install langchain-selfhosted)"
-            )
-        for entry in demos:
-            entry.load()(engine, url, key)
-    say("done")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,8 +23,11 @@ from typing_extensions import Self
 from . import _otel
 from ._affinity import OnHeaders, SessionAffinity, SessionRouting
 from ._history_policy import ChatPlan, HistoryPolicy, check_policy
+from ._http import http_backend as http_backend_of
 from ._media import DEFAULT_MAX_MEDIA_BYTES, ImageInput, normalize_images
+from ._models_core import ModelsCore
 from ._requests import (
+    AdapterChoice,
     ChatRequest,
     GenerateRequest,
     ReasoningControls,
@@ -66,7 +69,7 @@ class _Route(TypedDict):
     on_headers: OnHeaders | None
 
 
-class ClientCore:
+class ClientCore(ModelsCore):
     """Configuration, transports and request building shared by the sync and async API."""
 
     dialect_class: ClassVar[type[OpenAICompatDialect]]
@@ -92,6 +95,7 @@ class ClientCore:
         affinity: SessionAffinity | str | None = None,
         max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
         history: HistoryPolicy = "auto",
+        http_backend: str | None = None,
     ) -> None:
         """``think_tags``: the tags a model wraps its thinking in inside the content, split off into
         ``reasoning`` on chat routes (a no-op when the engine already parsed the thinking out); pass
@@ -108,7 +112,11 @@ class ClientCore:
         ``history``: how a chat history meets a strict chat template: ``"auto"`` (sent as given; fitted and
         sent once more when the server's template refuses it, and fitted from then on), ``"fit"``,
         ``"mistral"``, ``"keep"`` or a :class:`TemplateRules` (see ``engine_clients/_history_policy.py``).
-        Each call may override it; changes are reported in ``Completion.history_changes``."""
+        Each call may override it; changes are reported in ``Completion.history_changes``.
+
+        ``http_backend``: the async socket layer, ``"httpx"`` (default) or ``"aiohttp"`` (the faster one for
+        thousands of concurrent streams; ``pip install 'llm-engine-clients[aiohttp]'``); None reads
+        ``$ENGINE_CLIENTS_HTTP_BACKEND``. Same timeouts, retries, errors and streams either way."""
         url = base_url or os.environ.get(f"{self.env_prefix}_BASE_URL")
         if not url:
             raise InvalidRequestError(
@@ -139,6 +147,7 @@ class ClientCore:
         self._limits = (max_event_bytes, max_stream_bytes)
         self._given_sync = http_client
         self._given_async = async_http_client
+        self.http_backend = http_backend_of(http_backend)
         self._sync: SyncTransport | None = None
         self._async: AsyncTransport | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -180,7 +189,9 @@ class ClientCore:
     def sync_transport(self) -> SyncTransport:
         self._after_fork()
         if self._sync is None:
-            self._sync = SyncTransport(*self._transport_args(), http_client=self._given_sync)
+            self._sync = SyncTransport(
+                *self._transport_args(), http_client=self._given_sync, backend=self.http_backend
+            )
         return self._sync
 
     @property
@@ -192,7 +203,9 @@ class ClientCore:
             # notebook's loop then a thread's, ...): each loop gets its own; the old one dies with its loop.
             self._async = None
         if self._async is None:
-            self._async = AsyncTransport(*self._transport_args(), http_client=self._given_async)
+            self._async = AsyncTransport(
+                *self._transport_args(), http_client=self._given_async, backend=self.http_backend
+            )
             self._async_loop = loop
         return self._async
 
@@ -207,6 +220,7 @@ class ClientCore:
         extra_body: Mapping[str, Any] | None,
         sampling: dict[str, Any],
         reasoning: ReasoningControls,
+        adapter: AdapterChoice | None = None,
     ) -> ChatRequest:
         norm_tools = normalize_tools(tools)
         return ChatRequest(
@@ -218,6 +232,7 @@ class ClientCore:
             extra_body=dict(extra_body or {}),
             model=model,
             reasoning=reasoning,
+            adapter=adapter,
         )
 
     def build_chat(
@@ -233,13 +248,16 @@ class ClientCore:
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
         history: HistoryPolicy | None = None,
+        adapter: str | None = None,
+        adapter_scale: float | None = None,
         stream: bool = False,
         **sampling: Any,
     ) -> HttpRequest:
         """The HTTP request ``chat`` would send, without sending it (for inspection and tests)."""
         controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        choice = self._adapter_choice(adapter, adapter_scale, model)
         req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
         )
         return self._plan(req, stream, history).http
 
@@ -258,11 +276,13 @@ class ClientCore:
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        adapter: str | None = None,
+        adapter_scale: float | None = None,
         stream: bool = False,
         **sampling: Any,
     ) -> HttpRequest:
         """The HTTP request ``generate`` would send, without sending it (images on llama.cpp need the
-        server's media marker, which ``generate`` reads first)."""
+        server's media marker, and adapters its adapter list, which ``generate`` reads first)."""
         if not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be a string", engine=self.engine)
         controls = sorted(_CONTROLS & sampling.keys())
@@ -280,6 +300,7 @@ class ClientCore:
             model,
             normalize_images(images, self.max_media_bytes),
             self._media_marker,
+            self._adapter_choice(adapter, adapter_scale, model),
         )
         return self.dialect.build_generate(req, stream)
 

@@ -1,8 +1,10 @@
-"""``TGIClient``, ``VLLMClient``, ``LlamaCppClient``, ``TEIClient``: a dialect paired with the transport.
+"""``TGIClient``, ``VLLMClient``, ``LlamaCppClient``, ``TEIClient``, ``SGLangClient``: a dialect paired with
+the transport.
 
 A client is three parts, each read on its own: ``_client_core.ClientCore`` (configuration, request building,
 spans, lifecycle), the calls written once in ``_async/client.py`` (``achat``...) with their generated twins
-in ``_sync/client.py`` (``chat``...), and, for engines that serve them, embeddings and rerank
+in ``_sync/client.py`` (``chat``...) on top of the model and adapter calls of ``_async/models.py``
+(``models``, ``adapters``, ``load_model``...), and, for engines that serve them, embeddings and rerank
 (``_async/embeddings.py``). Everything engine-specific is in the dialect the class names.
 """
 
@@ -15,9 +17,10 @@ from ._async.embeddings import AsyncEmbeddingsAPI
 from ._sync.client import SyncClientAPI
 from ._sync.embeddings import SyncEmbeddingsAPI
 from .dialects import LlamaCppDialect, TGIDialect, VLLMDialect
+from .dialects.sglang import SGLangDialect
 from .dialects.tei import TEIDialect
 
-__all__ = ["BaseClient", "LlamaCppClient", "TEIClient", "TGIClient", "VLLMClient"]
+__all__ = ["BaseClient", "LlamaCppClient", "SGLangClient", "TEIClient", "TGIClient", "VLLMClient"]
 
 
 class BaseClient(SyncClientAPI, AsyncClientAPI):
@@ -69,3 +72,15 @@ class TEIClient(EmbeddingsMixin, BaseClient):
 
     dialect_class = TEIDialect
     env_prefix = "TEI"
+
+
+class SGLangClient(EmbeddingsMixin, BaseClient):
+    """SGLang's server (``python -m sglang.launch_server``). Base URL from the argument or
+    ``SGLANG_BASE_URL``.
+
+    ``chat`` uses ``/v1/chat/completions`` (reasoning needs ``--reasoning-parser``, tool calls
+    ``--tool-call-parser``); ``generate`` uses the native ``/generate``, whose cumulative stream text is
+    turned into deltas. ``embed``/``rerank`` need an embedding or reranker model (``--is-embedding``)."""
+
+    dialect_class = SGLangDialect
+    env_prefix = "SGLANG"

@@ -9,7 +9,13 @@ Each engine has a discovery route the others lack, so a few short GETs settle it
   ``owned_by: "vllm"`` and ``max_model_len``;
 * llama.cpp: ``GET /props`` answers ``default_generation_settings`` / ``build_info``; ``/v1/models`` entries
   are ``owned_by: "llamacpp"``; and while the model loads, *every* route answers
-  ``503 {"error": {"type": "unavailable_error", ...}}``, a shape only llama-server uses.
+  ``503 {"error": {"type": "unavailable_error", ...}}``, a shape only llama-server uses;
+* SGLang: ``/v1/models`` entries are ``owned_by: "sglang"`` (``ModelCard`` in
+  ``sglang/srt/entrypoints/openai/protocol.py``; they also carry ``max_model_len``, so the owner is read
+  before that vLLM hint). SGLang has no ``/info``, ``/props`` or ``/version``. Only when those four probes
+  settle nothing, ``/v1/models`` gave no 200 and not every answer was 401/403/404, its own routes are
+  asked: ``GET /model_info`` (``model_path`` + ``is_generation``) and ``GET /`` (``"SGLang is running"``),
+  from ``http_server.py``. The other engines' detection never reaches them.
 
 Probes are bounded by ``probe_timeout`` each, send the API key, never follow redirects and are never retried;
 ``engine=`` skips them. The engine knowledge here is discovery only: everything else stays in the dialects.
@@ -27,11 +33,12 @@ import httpx
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-from ._clients import BaseClient, LlamaCppClient, TEIClient, TGIClient, VLLMClient
-from .errors import EngineError, EngineUnavailableError, InvalidRequestError
+from ._clients import BaseClient, LlamaCppClient, SGLangClient, TEIClient, TGIClient, VLLMClient
+from .errors import AuthenticationError, EngineError, EngineUnavailableError, InvalidRequestError
 
 __all__ = [
     "ENGINES",
+    "EngineDetectionAuthError",
     "EngineDetectionError",
     "aconnect",
     "adetect_engine",
@@ -45,6 +52,7 @@ ENGINES: dict[str, type[BaseClient]] = {
     "vllm": VLLMClient,
     "llamacpp": LlamaCppClient,
     "tei": TEIClient,
+    "sglang": SGLangClient,
 }
 _ALIASES = {
     "tgi": "tgi",
@@ -57,10 +65,13 @@ _ALIASES = {
     "llama-server": "llamacpp",
     "tei": "tei",
     "text-embeddings-inference": "tei",
+    "sglang": "sglang",
 }
 PROBE_TIMEOUT = 3.0
 # In the order the sync path asks them; it stops as soon as the answers are conclusive.
 PROBE_PATHS = ("/info", "/props", "/version", "/v1/models")
+# SGLang's own routes, asked (in this order) only when PROBE_PATHS settled nothing (see _Evidence.fallback)
+SGLANG_PROBE_PATHS = ("/model_info", "/")
 
 
 class EngineDetectionError(EngineError):
@@ -74,7 +85,8 @@ class EngineDetectionError(EngineError):
 
 
 def client_class(engine: str) -> type[BaseClient]:
-    """The client class for an engine name (``"tgi"``, ``"vllm"``, ``"llamacpp"``; ``"llama.cpp"`` too)."""
+    """The client class for an engine name (``"tgi"``, ``"vllm"``, ``"llamacpp"``, ``"tei"``, ``"sglang"``;
+    ``"llama.cpp"`` too)."""
     key = _ALIASES.get(str(engine).strip().lower())
     if key is None:
         raise InvalidRequestError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
@@ -105,9 +117,14 @@ class _Evidence:
         if status == 503 and _llamacpp_loading(body):
             self.found = "llamacpp"
             return
+        if status == 200 and path == "/" and body == "SGLang is running":  # http_server.py sglang_root
+            self.found = "sglang"
         if status != 200 or not isinstance(body, Mapping):
             return
-        if path == "/info":
+        if path == "/model_info":  # http_server.py model_info: SGLang only
+            if isinstance(body.get("model_path"), str) and isinstance(body.get("is_generation"), bool):
+                self.found = "sglang"
+        elif path == "/info":
             if isinstance(body.get("model_id"), str) and (
                 "model_type" in body and "max_client_batch_size" in body
             ):
@@ -128,8 +145,22 @@ class _Evidence:
             owners = {e.get("owned_by") for e in entries}
             if "llamacpp" in owners:
                 self.found = "llamacpp"
+            elif "sglang" in owners:
+                self.found = "sglang"
             elif "vllm" in owners or any("max_model_len" in e for e in entries):
                 self.models_owner = "vllm"
+
+    def fallback(self) -> bool:
+        """Whether SGLang's own routes are worth asking: something answered, nothing was settled, there was
+        no readable ``/v1/models`` (SGLang always serves one) and not every answer was 401/403/404 (SGLang
+        guards its routes with the same key)."""
+        statuses = {s for s in self.observed.values() if isinstance(s, int)}
+        return (
+            self.reached
+            and self.verdict() is None
+            and not self.models_seen
+            and not statuses <= {401, 403, 404}
+        )
 
     def conclusive(self) -> bool:
         return self.found is not None or (self.version_seen and self.models_owner == "vllm")
@@ -167,16 +198,45 @@ def _headers(api_key: str | SecretStr | None) -> dict[str, str]:
     return hdrs
 
 
-def _conclude(base_url: str, ev: _Evidence) -> str:
+def _conclude(base_url: str, ev: _Evidence, api_key: str | SecretStr | None = None) -> str:
     engine = ev.verdict()
     if engine is not None:
         return engine
     seen = ", ".join(f"{p} -> {s}" for p, s in ev.observed.items())
     if not ev.reached:
         raise EngineUnavailableError(f"no server answered at {base_url} while detecting its engine ({seen})")
+    statuses = {s for s in ev.observed.values() if isinstance(s, int)}
+    if statuses & {401, 403} and statuses <= {401, 403, 404}:
+        raise _auth_error(
+            base_url, seen, statuses, ev.observed, given=bool(_headers(api_key).get("authorization"))
+        )
     raise EngineDetectionError(
-        f"could not tell which engine serves {base_url} ({seen}); pass engine='tgi'|'vllm'|'llamacpp'|'tei'",
+        f"could not tell which engine serves {base_url} ({seen});"
+        " pass engine='tgi'|'vllm'|'llamacpp'|'tei'|'sglang'",
         observed=ev.observed,
+    )
+
+
+class EngineDetectionAuthError(EngineDetectionError, AuthenticationError):
+    """Detection met only 401/403 answers: the server wants an API key that was not given, or refused the
+    one given. Both an :class:`EngineDetectionError` and an :class:`AuthenticationError`."""
+
+
+def _auth_error(
+    base_url: str, seen: str, statuses: set[int], observed: Mapping[str, Any], *, given: bool
+) -> EngineDetectionAuthError:
+    keys = " / ".join(f"{c.env_prefix}_API_KEY" for c in ENGINES.values())
+    if not given:
+        what = f"{base_url} requires an API key and none was given ({seen})"
+        fix = f"pass api_key= (or set {keys}, or --api-key on the command line)"
+    elif 403 in statuses and 401 not in statuses:
+        what = f"{base_url} refused the API key given: it is not allowed here ({seen})"
+        fix = "check the key's permissions, or the proxy in front of the server"
+    else:
+        what = f"{base_url} refused the API key given: it is wrong for this server ({seen})"
+        fix = "pass the key the server was started with (--api-key)"
+    return EngineDetectionAuthError(
+        f"{what}. Fix: {fix}", observed=observed, status_code=401 if 401 in statuses else 403
     )
 
 
@@ -213,10 +273,19 @@ def detect_engine(
             ev.add(path, r.status_code, _json(r))
             if ev.conclusive():
                 break
+        for path in SGLANG_PROBE_PATHS if ev.fallback() else ():
+            try:
+                r = client.get(url + path, headers=_headers(api_key), timeout=probe_timeout)
+            except httpx.HTTPError as exc:
+                ev.add(path, None, None, type(exc).__name__)
+                continue
+            ev.add(path, r.status_code, _json(r))
+            if ev.conclusive():
+                break
     finally:
         if http_client is None:
             client.close()
-    return _conclude(url, ev)
+    return _conclude(url, ev, api_key)
 
 
 async def adetect_engine(
@@ -241,10 +310,13 @@ async def adetect_engine(
     try:
         for path, status, body, error in await asyncio.gather(*(probe(p) for p in PROBE_PATHS)):
             ev.add(path, status, body, error)
+        if ev.fallback():
+            for path, status, body, error in await asyncio.gather(*(probe(p) for p in SGLANG_PROBE_PATHS)):
+                ev.add(path, status, body, error)
     finally:
         if http_client is None:
             await client.aclose()
-    return _conclude(url, ev)
+    return _conclude(url, ev, api_key)
 
 
 def _resolve(base_url: str | None, engine: str | None) -> tuple[str | None, str | None]:

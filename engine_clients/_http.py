@@ -8,6 +8,7 @@ before a response body is handed to the caller: a stream that breaks later raise
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +25,7 @@ from .dialects.base import HttpRequest, StreamDecoder, loads
 from .errors import (
     EngineError,
     EngineUnavailableError,
+    InvalidRequestError,
     ModelLoadingError,
     RateLimitError,
     StreamError,
@@ -33,13 +35,17 @@ from .errors import (
 )
 
 __all__ = [
+    "HTTP_BACKENDS",
     "OnHeaders",
     "Refit",
     "Timeouts",
     "TransportBase",
+    "async_http_client",
+    "http_backend",
     "parse_retry_after",
     "redact_url",
     "stream_timeout",
+    "sync_http_client",
     "unstick",
 ]
 
@@ -251,9 +257,47 @@ class TransportBase:
             "before_sleep": self._before_sleep,
         }
 
-    def _decode_json(self, response: httpx.Response) -> Any:
+    def _decode_json(self, response: httpx.Response, text: bool = False) -> Any:
+        """The JSON body (None when empty); with ``text``, a body that is not JSON comes back as a string."""
         body = response.content
+        if text and body.lstrip()[:1] not in (b"{", b"["):
+            return response.text
         return loads(body) if body.strip() else None
+
+
+HTTP_BACKENDS = ("httpx", "aiohttp")
+BACKEND_ENV = "ENGINE_CLIENTS_HTTP_BACKEND"
+# No cap on connections: a pool of replicas or a thousand concurrent streams must not queue behind a
+# library default (httpx's and aiohttp's are 100).
+_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+
+
+def http_backend(given: str | None) -> str:
+    """The async HTTP stack: ``given``, else ``$ENGINE_CLIENTS_HTTP_BACKEND``, else ``"httpx"``."""
+    backend = given or os.environ.get(BACKEND_ENV) or "httpx"
+    if backend not in HTTP_BACKENDS:
+        raise InvalidRequestError(f"http_backend must be one of {', '.join(HTTP_BACKENDS)}, not {backend!r}")
+    return backend
+
+
+def async_http_client(backend: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """An httpx client on ``backend``: httpx's own connection pool, or aiohttp's (``pip install
+    llm-engine-clients[aiohttp]``: httpx-aiohttp, the transport openai-python and anthropic-sdk ship as
+    their fast async path). Timeouts, retries, SSE and errors stay the same: only the socket layer changes."""
+    if backend == "aiohttp":
+        try:
+            from ._aiohttp import aiohttp_client
+        except ImportError as exc:
+            raise InvalidRequestError(
+                "http_backend='aiohttp' needs the aiohttp extra: pip install 'llm-engine-clients[aiohttp]'"
+            ) from exc
+        return aiohttp_client(timeout)
+    return httpx.AsyncClient(timeout=timeout, limits=_LIMITS)
+
+
+def sync_http_client(backend: str, timeout: httpx.Timeout) -> httpx.Client:
+    """The blocking client: httpx's pool whatever the backend (the aiohttp path is async only)."""
+    return httpx.Client(timeout=timeout, limits=_LIMITS)
 
 
 def unstick(err: EngineError, headers: Mapping[str, str] | None) -> Mapping[str, str] | None:

@@ -82,6 +82,9 @@ def normalize_content(content: Any, max_bytes: int, where: str) -> Any:
     return [_part(p, max_bytes, f"{where}, part {i}") for i, p in enumerate(content)]
 
 
+_RESPONSES_TEXT = frozenset({"input_text", "output_text"})
+
+
 def _part(part: Any, max_bytes: int, where: str) -> Any:
     if not isinstance(part, Mapping):
         raise InvalidRequestError(f"{where}: a content part must be a dict, not {type(part).__name__}")
@@ -104,6 +107,10 @@ def _part(part: Any, max_bytes: int, where: str) -> Any:
         return _audio({**spec, "type": "audio"}, max_bytes, where)
     if kind == "audio":
         return _audio(part, max_bytes, where)
+    if kind in _RESPONSES_TEXT and isinstance(part.get("text"), str):
+        # OpenAI Responses-style text (LangChain's output_text blocks): no engine takes these types
+        # (llama-server: 400 "unsupported content[].type"; vLLM: "Input should be 'text'").
+        return {"type": "text", "text": part["text"]}
     return dict(part)  # text and engine-specific parts (e.g. vLLM video_url) pass as given
 
 

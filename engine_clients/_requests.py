@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._media import DEFAULT_MAX_MEDIA_BYTES, normalize_content
+from ._model_types import AdapterInfo
 from .errors import InvalidRequestError
 from .types import (
     ChatMessage,
@@ -26,6 +27,7 @@ from .types import (
 )
 
 __all__ = [
+    "AdapterChoice",
     "ChatRequest",
     "GenerateRequest",
     "NamedToolChoice",
@@ -76,6 +78,26 @@ class ReasoningControls:
 NO_REASONING_CONTROLS = ReasoningControls()
 
 
+@dataclass(slots=True, frozen=True)
+class AdapterChoice:
+    """``adapter=`` of one request: the LoRA adapter's ``name``, its ``scale`` (None: full strength; only
+    llama.cpp takes another) and, where the dialect needs them to spell the choice, the server's adapters
+    (``known``: llama.cpp selects by id, read once from ``/lora-adapters`` by the client)."""
+
+    name: str
+    scale: float | None = None
+    known: tuple[AdapterInfo, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidRequestError(f"adapter must be a non-empty adapter name, not {self.name!r}")
+        scale = self.scale
+        if scale is not None and (
+            isinstance(scale, bool) or not isinstance(scale, int | float) or scale != scale
+        ):
+            raise InvalidRequestError(f"adapter_scale must be a number, not {scale!r}")
+
+
 @dataclass(slots=True)
 class ChatRequest:
     messages: list[dict[str, Any]]
@@ -88,6 +110,7 @@ class ChatRequest:
     reasoning: ReasoningControls = NO_REASONING_CONTROLS
     recover_tool_calls: bool | None = None
     """Recover tool calls from markup left in the answer's content (None: the dialect's setting)."""
+    adapter: AdapterChoice | None = None
 
 
 @dataclass(slots=True)
@@ -101,6 +124,7 @@ class GenerateRequest:
     """``data:`` or http(s) URLs, in order (see ``_media.normalize_images``)."""
     media_marker: str | None = None
     """The server's placeholder for one media item in a prompt (llama-server ``/props``), when known."""
+    adapter: AdapterChoice | None = None
 
 
 def normalize_messages(

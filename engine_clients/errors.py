@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .types import ToolCall
 
 __all__ = [
+    "AdapterNotFoundError",
     "AuthenticationError",
     "BadRequestError",
     "ChatTemplateError",
@@ -25,11 +26,13 @@ __all__ = [
     "MalformedResponseError",
     "MediaTooLargeError",
     "ModelLoadingError",
+    "ModelRequiredError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "StreamError",
     "StreamTimeoutError",
+    "StructuredOutputError",
     "TimeoutError",
     "UnsupportedInputError",
     "UpstreamUnreachableError",
@@ -146,6 +149,16 @@ class ChatTemplateError(BadRequestError):
         self.fix = fix
 
 
+class ModelRequiredError(BadRequestError):
+    """A request without ``model`` to a server that hosts several models (llama-server in router mode
+    answers 400 "model name is missing from the request"). ``models``: the ones the server lists, read by the
+    client after the refusal (empty if that failed); pass one as ``model=``."""
+
+    def __init__(self, message: str, *, models: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.models = tuple(models)
+
+
 class UnsupportedInputError(BadRequestError):
     """The server cannot take this kind of input (an image or audio for a text-only model, audio on a
     route that has no audio part). ``kind`` names the input (``"image"``, ``"audio"``, or ``"media"`` when
@@ -168,6 +181,21 @@ class PermissionDeniedError(AuthenticationError):
 
 class NotFoundError(EngineError):
     """Route or model not found (HTTP 404)."""
+
+
+class AdapterNotFoundError(NotFoundError):
+    """The server has no LoRA adapter of that name (``adapter=``): refused before sending where the client
+    knows the server's adapters (llama.cpp, read once from ``/lora-adapters``), mapped from the answer where
+    the server says so (vLLM's 404 "The model `x` does not exist": there adapters are models). Never run
+    silently on the base model. ``adapter``: the name asked for; ``available``: the names the server serves,
+    when known."""
+
+    def __init__(
+        self, message: str, *, adapter: str | None = None, available: tuple[str, ...] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.adapter = adapter
+        self.available = tuple(available)
 
 
 class RateLimitError(EngineError):
@@ -196,6 +224,22 @@ class ModelLoadingError(EngineUnavailableError):
 
 class MalformedResponseError(EngineError):
     """The engine answered something this package cannot read (bad JSON, wrong shape, oversized event)."""
+
+
+class StructuredOutputError(EngineError):
+    """The request asked for JSON (``response_format``: a JSON schema or a JSON object), the engine answered,
+    but the answer's content is empty: a thinking model put its JSON inside the reasoning and it does not fit
+    the schema, or put none there at all (often ``max_tokens`` ran out while it was thinking).
+
+    ``content`` and ``reasoning`` hold both texts as received. Raised only when the content is empty and the
+    reasoning is not (JSON at the end of the reasoning that fits is returned as the content instead, with
+    ``Completion.content_from_reasoning`` set). Not a server fault: never retried, not counted against a
+    pool replica. Fix: more ``max_tokens``, a ``thinking_budget``, or ``thinking=False``."""
+
+    def __init__(self, message: str, *, content: str = "", reasoning: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.content = content
+        self.reasoning = reasoning
 
 
 class TimeoutError(EngineError, builtins.TimeoutError):

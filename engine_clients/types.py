@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from ._embedding_types import Embeddings, Reranking, RerankResult
+
 __all__ = [
     "ChatMessage",
     "Completion",
@@ -240,6 +242,9 @@ class Completion:
     history_changes: tuple[HistoryChange, ...] = ()
     """What was changed in the message history to fit the server's chat template (see ``history=``);
     empty when the history was sent as given."""
+    content_from_reasoning: bool = False
+    """``response_format`` asked for JSON and the engine left the content empty: ``content`` is the JSON the
+    reasoning ended with, checked against the schema (else :class:`~engine_clients.StructuredOutputError`)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -294,6 +299,9 @@ class EngineInfo:
     """The chat template handles tools (llama.cpp ``chat_template_caps``; TGI always)."""
     structured_output: bool | None = None
     """Constrained decoding to a JSON schema (grammar-based on all three engines)."""
+    constrained_tool_arguments: bool | None = None
+    """A named ``tool_choice``'s arguments are held to the tool's schema (vLLM: only for a strict tool, which
+    the client sends for a named choice). False: they may not fit it; prefer JSON-schema output."""
     reasoning: bool | None = None
     """The model thinks before answering (a ``<think>`` chat template on llama.cpp)."""
     max_output_tokens: int | None = None
@@ -368,33 +376,3 @@ class End:
 
 
 StreamEvent: TypeAlias = "Started | Reasoning | Token | ToolCallDelta | End"
-
-
-@dataclass(slots=True)
-class Embeddings:
-    """Vectors of ``embed(texts)``, one list of floats per text in the order given."""
-
-    vectors: list[list[float]]
-    model: str | None = None
-    usage: Usage | None = None
-    """Prompt tokens of all the batches (None when the route reports none)."""
-    engine: str | None = None
-
-
-@dataclass(slots=True)
-class RerankResult:
-    """One document's relevance: ``index`` into the documents given, its ``score`` and its text."""
-
-    index: int
-    score: float
-    document: str | None = None
-
-
-@dataclass(slots=True)
-class Reranking:
-    """``rerank(query, documents)``: results best first, at most ``top_n``."""
-
-    results: list[RerankResult]
-    model: str | None = None
-    usage: Usage | None = None
-    engine: str | None = None

@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 
 from .. import _otel
-from .._client_core import HEALTH_TIMEOUT, ClientCore, health_of_status
+from .._client_core import HEALTH_TIMEOUT, health_of_status
 from .._history_policy import ChatPlan, HistoryPolicy
 from .._media import ImageInput
 from .._requests import ReasoningControls
 from .._timing import Measure
 from ..dialects.base import HttpRequest
-from ..errors import EngineError
+from ..errors import EngineError, ModelRequiredError, NotFoundError
 from ..types import (
     Completion,
     EngineInfo,
@@ -31,13 +31,14 @@ from ..types import (
     ToolChoice,
     ToolInput,
 )
+from .models import SyncModelsAPI
 from .otel import traced
 
 __all__ = ["SyncClientAPI"]
 
 
-class SyncClientAPI(ClientCore):
-    """The calls of :class:`~engine_clients.BaseClient`."""
+class SyncClientAPI(SyncModelsAPI):
+    """The calls of :class:`~engine_clients.BaseClient` (models and adapters: ``_async/models.py``)."""
 
     def chat(
         self,
@@ -52,6 +53,8 @@ class SyncClientAPI(ClientCore):
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
         history: HistoryPolicy | None = None,
+        adapter: str | None = None,
+        adapter_scale: float | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
@@ -63,13 +66,20 @@ class SyncClientAPI(ClientCore):
         ``"none"`` is off) and ``thinking_budget`` caps the thinking tokens. vLLM and llama.cpp take all
         three; TGI takes none and refuses them (InvalidRequestError) rather than ignore them.
 
-        ``history``: this call's history policy (None: the client's; see the client's ``history``)."""
+        ``history``: this call's history policy (None: the client's; see the client's ``history``).
+
+        ``adapter``: a LoRA adapter the server serves, by name (see ``adapters()``; None: the server's
+        default), spelled as each engine wants it; one it does not have raises AdapterNotFoundError, never
+        runs on the base model (TGI cannot tell). ``adapter_scale``: its strength (llama.cpp only;
+        default 1.0, 0 turns it off); llama.cpp gets every other adapter at scale 0."""
         controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        self._know_adapters(adapter, model)
+        choice = self._adapter_choice(adapter, adapter_scale, model)
         req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
         )
         plan = self._plan(req, False, history)
-        return self._complete(plan.http, True, session_id, model, sampling, messages, plan)
+        return self._complete(plan.http, True, session_id, model, sampling, messages, plan, adapter)
 
     def chat_stream(
         self,
@@ -84,16 +94,27 @@ class SyncClientAPI(ClientCore):
         reasoning_effort: str | None = None,
         thinking_budget: int | None = None,
         history: HistoryPolicy | None = None,
+        adapter: str | None = None,
+        adapter_scale: float | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Iterator[StreamEvent]:
         """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
         controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
+        choice = self._adapter_choice(adapter, adapter_scale, model)
         req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls
+            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
         )
-        plan = self._plan(req, True, history)
-        return self._stream(plan.http, True, session_id, model, sampling, messages, plan)
+
+        def build() -> tuple[HttpRequest, ChatPlan]:
+            req.adapter = self._adapter_choice(adapter, adapter_scale, model)
+            plan = self._plan(req, True, history)
+            return plan.http, plan
+
+        if self._adapters_unread(adapter, model):
+            return self._prepared_stream(None, adapter, model, build, True, session_id, sampling, messages)
+        http, plan = build()
+        return self._stream(http, True, session_id, model, sampling, messages, plan, adapter)
 
     def generate(
         self,
@@ -103,6 +124,8 @@ class SyncClientAPI(ClientCore):
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        adapter: str | None = None,
+        adapter_scale: float | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Completion:
@@ -111,19 +134,24 @@ class SyncClientAPI(ClientCore):
         ``images``: data URLs, http(s) URLs, local paths or ``file://`` URLs, bytes, or chat image parts (the
         chat rules and ``max_media_bytes``). TGI gets them in ``inputs`` as ``![](url)`` before the prompt;
         llama.cpp as a multimodal prompt with the server's media marker (read once from ``/props``; a server
-        without vision raises UnsupportedInputError); vLLM refuses them (InvalidRequestError: use chat)."""
+        without vision raises UnsupportedInputError); vLLM refuses them (InvalidRequestError: use chat).
+
+        ``adapter``, ``adapter_scale``: as for ``chat`` (TGI: ``parameters.adapter_id``)."""
         urls, probe = self._media_probe(images)
         if probe is not None:
             self._read_marker(probe)
+        self._know_adapters(adapter, model)
         http = self.build_generate(
             prompt,
             images=urls,
             response_format=response_format,
             model=model,
             extra_body=extra_body,
+            adapter=adapter,
+            adapter_scale=adapter_scale,
             **sampling,
         )
-        return self._complete(http, False, session_id, model, sampling, prompt)
+        return self._complete(http, False, session_id, model, sampling, prompt, None, adapter)
 
     def generate_stream(
         self,
@@ -133,41 +161,58 @@ class SyncClientAPI(ClientCore):
         response_format: ResponseFormatInput | None = None,
         model: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        adapter: str | None = None,
+        adapter_scale: float | None = None,
         session_id: str | None = None,
         **sampling: Any,
     ) -> Iterator[StreamEvent]:
         """Stream a raw text completion (see ``generate``); with images on llama.cpp the first read asks
-        the server for its media marker."""
+        the server for its media marker (and with an adapter, once, for its adapters)."""
         urls, probe = self._media_probe(images)
 
-        def build() -> HttpRequest:
-            return self.build_generate(
+        def build() -> tuple[HttpRequest, ChatPlan | None]:
+            http = self.build_generate(
                 prompt,
                 images=urls,
                 response_format=response_format,
                 model=model,
                 extra_body=extra_body,
+                adapter=adapter,
+                adapter_scale=adapter_scale,
                 stream=True,
                 **sampling,
             )
+            return http, None
 
-        if probe is None:
-            return self._stream(build(), False, session_id, model, sampling, prompt)
-        return self._probed_stream(probe, build, session_id, model, sampling, prompt)
+        if probe is None and not self._adapters_unread(adapter, model):
+            return self._stream(build()[0], False, session_id, model, sampling, prompt, None, adapter)
+        return self._prepared_stream(probe, adapter, model, build, False, session_id, sampling, prompt)
 
-    def _probed_stream(
+    def _prepared_stream(
         self,
-        probe: HttpRequest,
-        build: Callable[[], HttpRequest],
-        session_id: str | None,
+        probe: HttpRequest | None,
+        adapter: str | None,
         model: str | None,
+        build: Callable[[], tuple[HttpRequest, ChatPlan | None]],
+        chat: bool,
+        session_id: str | None,
         sampling: Any,
-        prompt: str,
+        prompt: Any,
     ) -> Iterator[StreamEvent]:
-        """The stream, once the media marker is read (the first iteration does that request)."""
-        self._read_marker(probe)
-        for event in self._stream(build(), False, session_id, model, sampling, prompt):
-            yield event
+        """The stream, once what building it needs is read from the server (the first iteration does
+        that): the media marker (``probe``), the adapter list (``adapter``)."""
+        if probe is not None:
+            self._read_marker(probe)
+        self._know_adapters(adapter, model)
+        http, plan = build()
+        events = self._stream(http, chat, session_id, model, sampling, prompt, plan, adapter)
+        try:
+            for event in events:
+                yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
 
     def _read_marker(self, probe: HttpRequest) -> None:
         self._media_marker = self.dialect.parse_media_probe(self.sync_transport.request(probe))
@@ -181,6 +226,7 @@ class SyncClientAPI(ClientCore):
         sampling: Any,
         prompt: Any,
         plan: ChatPlan | None = None,
+        adapter: str | None = None,
     ) -> Completion:
         call = self._span(chat, model, sampling, prompt)
         measure = Measure()
@@ -194,6 +240,13 @@ class SyncClientAPI(ClientCore):
         except BaseException as exc:
             if call is not None:
                 call.fail(exc)
+            if isinstance(exc, ModelRequiredError) and self.dialect.routes_by_model:
+                raise self._with_models(exc) from exc
+            missing = None
+            if adapter is not None and isinstance(exc, NotFoundError):
+                missing = self.dialect.adapter_error(exc, adapter)
+            if missing is not None:
+                raise missing from exc
             raise
         if call is not None:
             call.done(completion)
@@ -208,13 +261,16 @@ class SyncClientAPI(ClientCore):
         sampling: Any,
         prompt: Any,
         plan: ChatPlan | None = None,
+        adapter: str | None = None,
     ) -> Iterator[StreamEvent]:
         decoder = self._decoder(chat, http, model, plan)
         refit = None if plan is None else plan.refit
         events = self.sync_transport.stream(http, decoder, refit=refit, **self._route(session_id))
-        if _otel.active_tracer() is None:
-            return events
-        return traced(lambda: self._span(chat, model, sampling, prompt), events)
+        if _otel.active_tracer() is not None:
+            events = traced(lambda: self._span(chat, model, sampling, prompt), events)
+        if adapter is not None:  # (a stream without one stays the transport's own generator)
+            events = self._checked(events, adapter)  # an engine's "no such model" names the adapter
+        return events
 
     def health(self) -> HealthStatus:
         """HEALTHY when ready; DEGRADED when it answers but is not ready (loading); UNHEALTHY: no answer."""
@@ -230,10 +286,18 @@ class SyncClientAPI(ClientCore):
         for i, r in enumerate(self.dialect.info_requests()):
             try:
                 bodies.append(self.sync_transport.request(r))
-            except EngineError:
-                if i == 0:  # later routes are optional (older engine versions lack them)
-                    raise
-                bodies.append(None)
+                continue
+            except EngineError as exc:
+                failure = exc
+            if r.fallback is not None and failure.status_code == 404:  # the route's older name
+                try:
+                    bodies.append(self.sync_transport.request(r.fallback))
+                    continue
+                except EngineError as exc:
+                    failure = exc
+            if i == 0:  # later routes are optional (older engine versions lack them)
+                raise failure
+            bodies.append(None)
         return self.dialect.parse_info(bodies)
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[TokenInfo]:

@@ -12,7 +12,15 @@ from typing import Any
 
 import httpx
 
-from .._http import OnHeaders, Refit, TransportBase, stream_timeout, tenacity_lib, unstick
+from .._http import (
+    OnHeaders,
+    Refit,
+    TransportBase,
+    sync_http_client,
+    stream_timeout,
+    tenacity_lib,
+    unstick,
+)
 from .._sse import SSEDecoder
 from .._timing import Measure, StreamClock, perf_counter
 from ..dialects.base import HttpRequest, StreamDecoder
@@ -23,12 +31,16 @@ __all__ = ["SyncTransport"]
 
 
 class SyncTransport(TransportBase):
-    def __init__(self, *args: Any, http_client: httpx.Client | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        http_client: httpx.Client | None = None,
+        backend: str = "httpx",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._owns = http_client is None
-        self.client = http_client or httpx.Client(
-            timeout=self._t_plain, limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        )
+        self.client = http_client or sync_http_client(backend, self._t_plain)
 
     def close(self) -> None:
         if self._owns:
@@ -91,7 +103,7 @@ class SyncTransport(TransportBase):
                     err = self._status_error(response, response.content)
                     headers = unstick(err, headers)
                     raise err
-                return self._decode_json(response)
+                return self._decode_json(response, req.text)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def status(self, path: str, timeout: float) -> int:

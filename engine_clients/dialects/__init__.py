@@ -3,6 +3,7 @@
 from .base import Dialect, HttpRequest, StreamDecoder
 from .llamacpp import LlamaCppDialect
 from .openai_compat import OpenAICompatDialect
+from .sglang import SGLangDialect
 from .tei import TEIDialect
 from .tgi import TGIDialect
 from .vllm import VLLMDialect
@@ -12,6 +13,7 @@ __all__ = [
     "HttpRequest",
     "LlamaCppDialect",
     "OpenAICompatDialect",
+    "SGLangDialect",
     "StreamDecoder",
     "TEIDialect",
     "TGIDialect",

@@ -30,8 +30,9 @@ from ..errors import (
     TimeoutError,
     UnsupportedInputError,
 )
-from ..types import HistoryChange, Timings, TokenLogprob, TopLogprob, Usage
+from ..types import HistoryChange, JsonObject, JsonSchema, Timings, TokenLogprob, TopLogprob, Usage
 from .decoder import StreamDecoder, normalize_finish
+from .fixes import with_fix
 from .reasoning import DEFAULT_THINK_TAGS, ThinkSplitter, ThinkTags
 from .templates import template_fix, template_rule_of
 
@@ -74,6 +75,13 @@ class HttpRequest:
     this request to ``parse_chat``/``chat_stream_decoder``); empty: no recovery."""
     history_changes: tuple[HistoryChange, ...] = field(default=(), compare=False)
     """Chat: what was changed in the history to fit the server's chat template (reported on the answer)."""
+    text: bool = field(default=False, compare=False)
+    """The answer may be plain text (vLLM's adapter routes): returned as a string when it is not JSON."""
+    fallback: HttpRequest | None = field(default=None, compare=False)
+    """Discovery: the route's older name, asked instead when this one answers 404 (SGLang's
+    ``/get_model_info`` for ``/model_info``)."""
+    json_format: JsonSchema | JsonObject | None = field(default=None, compare=False)
+    """Chat: the JSON ``response_format`` asked for (an empty answer may take it from the reasoning's end)."""
 
 
 def parse_usage(obj: Any) -> Usage | None:
@@ -336,7 +344,7 @@ class Dialect:
                 )
         return status_error(
             status,
-            message,
+            with_fix(self.engine, message),  # "tools param requires --jinja flag. Fix: start ... --jinja"
             engine=self.engine,
             error_type=etype,
             body=obj if obj is not None else _clip(text),
@@ -358,7 +366,7 @@ class Dialect:
             return unsupported
         return status_error(
             status,
-            message,
+            with_fix(self.engine, message),
             engine=self.engine,
             error_type=etype,
             body=obj,

@@ -15,6 +15,8 @@ from ..types import (
     End,
     FinishReason,
     HistoryChange,
+    JsonObject,
+    JsonSchema,
     Reasoning,
     RecoveredCall,
     Started,
@@ -27,7 +29,8 @@ from ..types import (
     TopLogprob,
     Usage,
 )
-from .reasoning import ThinkSplitter
+from .json_answer import json_answer
+from .reasoning import ThinkSplitter, lstrip_newlines
 from .toolcall_recovery import ToolCallRecovery
 
 if TYPE_CHECKING:
@@ -98,6 +101,9 @@ class StreamDecoder:
         self.notes: tuple[RecoveredCall, ...] = ()
         self.history_changes: tuple[HistoryChange, ...] = ()  # set by the client for a fitted chat history
         self.tails: list[Any] = []  # the final events (usage, finish), where engines put their timings
+        self.json_format: JsonSchema | JsonObject | None = None  # chat: the JSON response_format asked for
+        self.from_reasoning = False  # the answer is JSON taken from the reasoning's end (see json_answer)
+        self.trim_newlines = False  # answer text after server-parsed reasoning: its leading newlines go
 
     # -- subclasses --
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
@@ -138,7 +144,17 @@ class StreamDecoder:
         splitter = self.splitter
         if splitter is not None and splitter.server_parsed():
             self.splitter = None
+        if not self.parts:
+            self.trim_newlines = True
         self.reasoning(out, text)
+
+    def lead_trimmed(self, text: str) -> str:
+        """The first answer text after server-parsed reasoning, without leading newlines (see
+        ``lstrip_newlines``); callers ask only while ``trim_newlines`` is set, and it ends with real text."""
+        text = lstrip_newlines(text)
+        if text:
+            self.trim_newlines = False
+        return text
 
     def tagged_reasoning(self, out: list[StreamEvent], text: str) -> None:
         """Reasoning the splitter found in the content. After a bare close tag, the content already
@@ -204,8 +220,26 @@ class StreamDecoder:
             if text:
                 self.token(out, text)
             out += [ToolCallDelta(c.index, c.id, c.name, c.raw_arguments) for c in self.recovered]
+        if self.json_format is not None:
+            self.settle_json(out)
         out.append(self.end())
         return out
+
+    def settle_json(self, out: list[StreamEvent]) -> None:
+        """JSON was asked for and the answer is empty: the JSON the reasoning ended with becomes one last
+        :class:`Token` (the answer of ``End``), or :class:`StructuredOutputError` (see ``json_answer``)."""
+        text = json_answer(
+            "".join(self.parts),
+            "".join(self.thoughts) or None,
+            self.json_format,
+            has_tool_calls=bool(self.tools or self.recovered),
+            finish=normalize_finish(self.raw_finish, False),
+            engine=self.dialect.engine,
+        )
+        if text is not None:
+            self.parts = []  # whitespace only: the answer is the JSON
+            self.from_reasoning = True
+            self.token(out, text)
 
     def end(self) -> End:
         self.done = True
@@ -224,6 +258,7 @@ class StreamDecoder:
                 engine=self.dialect.engine,
                 recovered=self.notes,
                 history_changes=self.history_changes,
+                content_from_reasoning=self.from_reasoning,
             )
         )
 

@@ -32,6 +32,8 @@ from ..types import (
 )
 from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads
 from .embeddings import EmbeddingCodec
+from .fixes import FIXES
+from .llamacpp_models import LlamaCppModelsCodec
 from .openai_compat import COMMON_CHAT_PARAMS, _maybe_json
 
 __all__ = ["LlamaCppDialect"]
@@ -60,13 +62,10 @@ _CTX = re.compile(r"request \((\d+) tokens\) exceeds the available context size 
 _UBATCH = re.compile(r"input \((\d+) tokens\) is too large to process.*?current batch size: (\d+)", re.S)
 
 
-_MMPROJ_FIX = (
-    "start llama-server with --mmproj <projector GGUF> (a multimodal projector for this model; audio needs"
-    " one with an audio encoder), or use -hf with a repository that ships one"
-)
+_MMPROJ_FIX = str(FIXES["llamacpp"]["images"])  # the same sentence `engine-clients doctor` prints
 
 
-class LlamaCppDialect(EmbeddingCodec):
+class LlamaCppDialect(LlamaCppModelsCodec, EmbeddingCodec):
     engine: ClassVar[str] = "llamacpp"
     # embeddings: /v1/embeddings and /v1/rerank (--embedding / --rerank); no truncation field (an input over
     # the physical batch, --ubatch-size, gets 500 "input (N tokens) is too large to process ...")
@@ -89,6 +88,9 @@ class LlamaCppDialect(EmbeddingCodec):
         "reasoning_effort": ("reasoning_effort",),
         "thinking_budget": ("thinking_budget_tokens",),
     }
+    # common/chat.cpp builds the tool-call grammar from the tools' parameter schemas (strict or not); under
+    # "required", which a named choice becomes here, it applies from the first token (verified here)
+    constrains_named_tools: ClassVar[bool | None] = True
 
     def apply_tools(
         self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
@@ -110,6 +112,8 @@ class LlamaCppDialect(EmbeddingCodec):
         want = sampling.pop("logprobs", None)
         top = sampling.pop("top_logprobs", None)
         body: dict[str, Any] = {"prompt": self.multimodal_prompt(req) if req.images else req.prompt}
+        if req.model or self.model:  # a router routes /completion by it too; one server ignores it
+            body["model"] = req.model or self.model
         self.apply_sampling(body, sampling, self.generate_params, "/completion")
         if (want or top) and "n_probs" not in body:
             body["n_probs"] = int(top or 1)
@@ -117,6 +121,7 @@ class LlamaCppDialect(EmbeddingCodec):
             self.apply_generate_format(body, req.response_format)
         if stream:
             body["stream"] = True
+        self.apply_adapter(body, req.adapter)
         body.update(req.extra_body)
         return HttpRequest("POST", "/completion", body, stream)
 
@@ -213,20 +218,21 @@ class LlamaCppDialect(EmbeddingCodec):
         return None
 
     def info_requests(self) -> list[HttpRequest]:
-        return [HttpRequest("GET", "/v1/models"), HttpRequest("GET", "/props")]
+        return [HttpRequest("GET", "/v1/models"), self.props_request()]
 
     def parse_info(self, bodies: list[Any]) -> EngineInfo:
         info = super().parse_info(bodies[:1])
         props = bodies[1] if len(bodies) > 1 and isinstance(bodies[1], Mapping) else {}
         settings = props.get("default_generation_settings")
         n_ctx = settings.get("n_ctx") if isinstance(settings, Mapping) else None
-        if isinstance(n_ctx, int):  # per-slot context: the limit a request actually gets
+        if isinstance(n_ctx, int) and n_ctx > 0:  # per-slot context: the limit a request actually gets
             info.max_total_tokens = n_ctx
             info.max_input_tokens = n_ctx
         build = props.get("build_info")
         info.version = build if isinstance(build, str) else None
         info.raw["props"] = props
         self.capabilities(info, props)
+        self.router_info(info, bodies[0], props)
         return info
 
     def capabilities(self, info: EngineInfo, props: Mapping[str, Any]) -> None:

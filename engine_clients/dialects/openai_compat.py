@@ -4,11 +4,11 @@ routes. Engines subclass :class:`OpenAICompatDialect` and override only what dif
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from .._requests import ChatRequest, GenerateRequest, NamedToolChoice, ReasoningControls, build_tool_call
-from .._sse import SSEEvent
-from ..errors import EngineError, InvalidRequestError, MalformedResponseError
+from ..errors import InvalidRequestError
 from ..types import (
     Completion,
     EngineInfo,
@@ -16,28 +16,30 @@ from ..types import (
     JsonSchema,
     RecoveredCall,
     ResponseFormat,
-    StreamEvent,
     TokenInfo,
-    TokenLogprob,
     Tool,
-    TopLogprob,
 )
+from .adapters import AdapterCodec
 from .base import (
-    SHAPE_ERRORS,
-    Dialect,
     HttpRequest,
     StreamDecoder,
-    _float,
-    loads,
     normalize_finish,
     parse_openai_logprobs,
     parse_usage,
     text_of,
 )
-from .reasoning import FAST_ANSWER, PASS, split_reasoning
-from .toolcall_recovery import ToolCallRecovery, recover_tool_calls
+from .json_answer import json_answer
+from .openai_stream import ChatStreamDecoder, CompletionsStreamDecoder, parse_completion_logprobs
+from .openai_stream import _maybe_json as _maybe_json  # re-exported: tgi, llamacpp
+from .reasoning import lstrip_newlines, split_reasoning
+from .toolcall_recovery import recover_tool_calls
 
-__all__ = ["ChatStreamDecoder", "CompletionsStreamDecoder", "OpenAICompatDialect"]
+__all__ = [
+    "ChatStreamDecoder",
+    "CompletionsStreamDecoder",
+    "OpenAICompatDialect",
+    "parse_completion_logprobs",
+]
 
 COMMON_CHAT_PARAMS = {
     "max_tokens": "max_tokens",
@@ -52,7 +54,7 @@ COMMON_CHAT_PARAMS = {
 }
 
 
-class OpenAICompatDialect(Dialect):
+class OpenAICompatDialect(AdapterCodec):
     chat_path: ClassVar[str] = "/v1/chat/completions"
     completions_path: ClassVar[str] = "/v1/completions"
     # user-facing sampling name -> wire field, per route; a name missing here is refused before sending
@@ -65,6 +67,9 @@ class OpenAICompatDialect(Dialect):
     merged_extra_keys: ClassVar[tuple[str, ...]] = ("chat_template_kwargs",)
     # thinking control (``thinking``, ``reasoning_effort``, ``thinking_budget``) -> wire field path
     reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    # True: the engine holds a named tool_choice's arguments to the tool's schema (the named tool going out
+    # strict, which vLLM needs for that); None: not known. Reported as EngineInfo.constrained_tool_arguments.
+    constrains_named_tools: ClassVar[bool | None] = None
 
     # -- chat ---------------------------------------------------------------------------------------
     def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
@@ -82,8 +87,12 @@ class OpenAICompatDialect(Dialect):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        self.apply_adapter(body, req.adapter)
         self.merge_extra(body, req.extra_body)
-        return HttpRequest("POST", self.chat_path, body, stream, self.recoverable_tools(body, req))
+        http = HttpRequest("POST", self.chat_path, body, stream, self.recoverable_tools(body, req))
+        if isinstance(req.response_format, JsonSchema | JsonObject):  # see json_answer
+            http.json_format = req.response_format
+        return http
 
     def recoverable_tools(self, body: Mapping[str, Any], req: ChatRequest) -> tuple[str, ...]:
         """The tools offered in ``body`` whose calls may be recovered from the answer's content."""
@@ -155,6 +164,9 @@ class OpenAICompatDialect(Dialect):
     def apply_tools(
         self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
     ) -> None:
+        if isinstance(choice, NamedToolChoice) and self.constrains_named_tools:
+            named = choice.name  # that tool goes out strict, unless its strict was set either way
+            tools = [replace(t, strict=True) if t.name == named and t.strict is None else t for t in tools]
         body["tools"] = [self.encode_tool(t) for t in tools]
         if isinstance(choice, NamedToolChoice):
             body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
@@ -198,14 +210,26 @@ class OpenAICompatDialect(Dialect):
         logprobs = parse_openai_logprobs(choice.get("logprobs")) if choice.get("logprobs") else None
         content = text_of(msg.get("content"))
         thought: str | None = text_of(msg.get("reasoning") or msg.get("reasoning_content")) or None
-        if thought is None and self.think_tags is not None:  # no server-side parser: split <think> here
+        if thought is not None:  # parsed by the engine: the answer starts without vLLM's leading newline
+            content = lstrip_newlines(content)
+        elif self.think_tags is not None:  # no server-side parser: split <think> here
             thought, content = split_reasoning(content, self.think_tags)
         recovered: tuple[RecoveredCall, ...] = ()
         if request is not None and request.recover_tools:
             content, more, recovered = recover_tool_calls(content, request.recover_tools, len(calls))
             calls += more
+        fmt = request.json_format if request is not None else None
+        found = json_answer(
+            content,
+            thought,
+            fmt,
+            has_tool_calls=bool(calls),
+            finish=normalize_finish(raw_finish, False),
+            engine=self.engine,
+        )
         return Completion(
-            content=content,
+            content=content if found is None else found,
+            content_from_reasoning=found is not None,
             reasoning=thought,
             finish_reason=normalize_finish(raw_finish, bool(calls)),
             raw_finish_reason=raw_finish,
@@ -252,6 +276,7 @@ class OpenAICompatDialect(Dialect):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        self.apply_adapter(body, req.adapter)
         body.update(req.extra_body)
         return HttpRequest("POST", self.completions_path, body, stream)
 
@@ -283,7 +308,13 @@ class OpenAICompatDialect(Dialect):
         models = bodies[0]
         data = models.get("data") if isinstance(models, Mapping) else None
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
-        return EngineInfo(engine=self.engine, model=first.get("id"), version=None, raw={"models": models})
+        return EngineInfo(
+            engine=self.engine,
+            model=first.get("id"),
+            version=None,
+            raw={"models": models},
+            constrained_tool_arguments=self.constrains_named_tools,
+        )
 
     def build_tokenize(self, text: str, add_special_tokens: bool) -> HttpRequest:
         raise self.unsupported("tokenize")
@@ -304,145 +335,3 @@ def _id(v: Any) -> str | None:
     if isinstance(v, bool) or v is None:
         return None
     return str(v) if isinstance(v, str | int) else None
-
-
-def parse_completion_logprobs(obj: Any) -> list[TokenLogprob] | None:
-    """Legacy completions logprobs ``{"tokens", "token_logprobs", "top_logprobs": [{tok: lp}]}``."""
-    if not isinstance(obj, Mapping):
-        return None
-    tokens = obj.get("tokens") or []
-    lps = obj.get("token_logprobs") or []
-    tops = obj.get("top_logprobs") or []
-    out = []
-    for i, tok in enumerate(tokens):
-        top = tops[i] if i < len(tops) and isinstance(tops[i], Mapping) else {}
-        out.append(
-            TokenLogprob(
-                str(tok),
-                _float(lps[i]) if i < len(lps) else None,
-                top_logprobs=[TopLogprob(str(k), _float(v)) for k, v in top.items()],
-            )
-        )
-    return out
-
-
-class _OpenAIStreamDecoder(StreamDecoder):
-    """OpenAI-style streams: JSON chunks with ``choices``, ``usage`` and ``model``, ``[DONE]`` at the end,
-    and error objects inside the stream. Subclasses read one choice."""
-
-    def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        try:
-            data = event.data
-            if event.event == "error":
-                raise self.fail(self.dialect.event_error(_maybe_json(data)))
-            if data == b"[DONE]":
-                return self.finish()
-            obj = loads(data)
-            if not isinstance(obj, Mapping):
-                raise MalformedResponseError(f"unexpected stream event from {self.dialect.engine}", body=obj)
-            if obj.get("error"):
-                raise self.fail(self.dialect.event_error(obj))
-            out: list[StreamEvent] = []
-            if not self.started:
-                self.start(out, obj.get("model"), obj.get("id"))
-            usage = obj.get("usage")
-            if usage:
-                self.usage = parse_usage(usage)
-                self.tails.append(obj)
-            choices = obj.get("choices")
-            if choices:
-                choice = choices[0]
-                if not isinstance(choice, Mapping):
-                    raise MalformedResponseError("unexpected choice in stream event", body=obj)
-                self.choice(out, choice)
-                fr = choice.get("finish_reason")
-                if fr:
-                    self.raw_finish = str(fr)
-                    self.finished = True
-                    if not usage:
-                        self.tails.append(obj)
-            return out
-        except EngineError:
-            raise
-        except SHAPE_ERRORS as exc:  # a well-formed event of an unexpected shape
-            raise self.fail(self.dialect.malformed(exc, data=event.data)) from None
-
-    def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
-        raise NotImplementedError
-
-
-class ChatStreamDecoder(_OpenAIStreamDecoder):
-    """``chat.completion.chunk`` streams: reasoning (``reasoning`` or ``reasoning_content``, or split off
-    the content at ``<think>`` tags), content and tool-call deltas."""
-
-    def __init__(self, dialect: Dialect, model: str | None, request: HttpRequest | None = None) -> None:
-        super().__init__(dialect, model)
-        self.splitter = dialect.think_splitter()
-        if request is not None and request.recover_tools:
-            self.recovery = ToolCallRecovery(request.recover_tools)
-
-    def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        if content is None or len(delta) > 1:  # a lone content delta holds no reasoning: skip the lookups
-            thought = delta.get("reasoning") or delta.get("reasoning_content")
-            if thought and isinstance(thought, str):
-                self.server_reasoning(out, thought)
-        if content and isinstance(content, str):
-            sp = self.splitter
-            if sp is not None and (sp.fast != FAST_ANSWER or sp.c1 in content or sp.c2 in content):
-                thought, content = sp.feed(content)
-                if thought or sp.relabel:
-                    self.tagged_reasoning(out, thought)
-                if sp.fast == PASS:
-                    self.splitter = None
-            lp = choice.get("logprobs") if content else None
-            if content and self.recovery is not None:
-                kept = self.recovery.feed(content)
-                if kept != content:  # held back or let out late: its logprobs go to the result only
-                    if lp:
-                        self.logprobs = (self.logprobs or []) + parse_openai_logprobs(lp)
-                    content, lp = kept, None
-            if content:
-                if lp:
-                    self.token_with_logprobs(out, content, lp)
-                else:
-                    self.token(out, content)
-        calls = delta.get("tool_calls")
-        if calls:
-            for tc in calls if isinstance(calls, list) else [calls]:
-                if isinstance(tc, Mapping):
-                    fn = tc.get("function") or {}
-                    self.tool_delta(
-                        out, tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments")
-                    )
-
-    def token_with_logprobs(self, out: list[StreamEvent], content: str, lp: Any) -> None:
-        items = parse_openai_logprobs(lp)
-        if len(items) == 1:
-            it = items[0]
-            self.token(out, content, None, it.logprob, it.top_logprobs)
-        else:  # several tokens in one chunk: text once, logprobs kept for the result
-            self.token(out, content)
-            if items:
-                self.logprobs = (self.logprobs or []) + items
-
-
-class CompletionsStreamDecoder(_OpenAIStreamDecoder):
-    """Legacy ``/v1/completions`` streams (``text_completion`` chunks)."""
-
-    def choice(self, out: list[StreamEvent], choice: Mapping[str, Any]) -> None:
-        text = choice.get("text")
-        if text and isinstance(text, str):
-            lps = parse_completion_logprobs(choice.get("logprobs"))
-            if lps and len(lps) == 1:
-                self.token(out, text, None, lps[0].logprob, lps[0].top_logprobs)
-            else:
-                self.token(out, text)
-
-
-def _maybe_json(data: bytes) -> Any:
-    try:
-        return loads(data)
-    except MalformedResponseError:
-        return {"error": {"message": data.decode("utf-8", "replace")}}

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidRequestError
 
-__all__ = ["DEFAULT_THINK_TAGS", "ThinkSplitter", "ThinkTags", "split_reasoning"]
+__all__ = ["DEFAULT_THINK_TAGS", "ThinkSplitter", "ThinkTags", "lstrip_newlines", "split_reasoning"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,3 +181,18 @@ def split_reasoning(text: str, tags: ThinkTags | None = None) -> tuple[str | Non
     r1, a1 = splitter.feed(text)
     r2, a2 = splitter.flush()
     return (r1 + r2) or None, a1 + a2
+
+
+def lstrip_newlines(text: str) -> str:
+    """``text`` without its leading line breaks (``\\n`` and ``\\r\\n``; spaces stay). The answer after a
+    reasoning the engine parsed out then starts the same on every engine: vLLM leaves the newline that
+    followed ``</think>`` (``"\\n Hello"``), llama.cpp does not (``" Hello"``)."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "\n":
+            i += 1
+        elif text.startswith("\r\n", i):
+            i += 2
+        else:
+            break
+    return text[i:] if i else text

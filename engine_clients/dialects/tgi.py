@@ -38,6 +38,7 @@ from ..types import (
     Usage,
 )
 from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads, normalize_finish
+from .fixes import FIXES
 from .openai_compat import COMMON_CHAT_PARAMS, ChatStreamDecoder, OpenAICompatDialect, _maybe_json
 
 __all__ = ["TGIDialect", "inline_schema_refs"]
@@ -101,7 +102,7 @@ def inline_schema_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # router/src/validation.rs: ValidationError::UnsupportedModality, 422 "{0} modality is not supported by model"
-_TGI_MM_FIX = "serve a vision-language model (/info model_pipeline_tag image-text-to-text)"
+_TGI_MM_FIX = str(FIXES["tgi"]["images"])  # the same sentence `engine-clients doctor` prints
 # router/src/lib.rs MessageChunk: the Messages API takes text and image_url parts only
 _TGI_PARTS = ("text", "image_url")
 
@@ -115,12 +116,14 @@ class TGIDialect(OpenAICompatDialect):
     generate_params: ClassVar[Mapping[str, str]] = _GENERATE
     # TGI reads ``model`` as a LoRA adapter id: send it only when the caller set one per request.
     send_model: ClassVar[bool] = False
+    # the router's tool grammar holds the chosen tool's arguments to its schema (tools need grammar support)
+    constrains_named_tools: ClassVar[bool | None] = True
 
     def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
         if req.response_format is not None and req.tools:
             raise InvalidRequestError("TGI refuses response_format together with tools", engine=self.engine)
-        request = super().build_chat(req, stream)
-        if req.model:
+        request = super().build_chat(req, stream)  # an adapter goes in ``model`` (the router's adapter id)
+        if req.model and req.adapter is None:
             request.json["model"] = req.model
         return request
 
@@ -193,6 +196,9 @@ class TGIDialect(OpenAICompatDialect):
         self.apply_sampling(params, sampling, self.generate_params, "/generate")
         if req.response_format is not None:
             params["grammar"] = self.grammar(req.response_format)
+        if req.adapter is not None:  # an unknown adapter_id silently runs the base model (not checkable)
+            self.refuse_scale(req.adapter)
+            params["adapter_id"] = req.adapter.name
         params.update(req.extra_body.get("parameters", {}))
         # TGI's VLMs read images inside ``inputs`` as markdown, ``![](<http(s) or data: URL>)`` (the form its
         # Messages API renders image_url parts to); they go before the text, in order.
@@ -259,6 +265,9 @@ class TGIDialect(OpenAICompatDialect):
         return t
 
     # -- discovery --
+    def adapters_request(self, model: str | None = None) -> HttpRequest:
+        raise self.unsupported("listing its adapters (/info does not name the LORA_ADAPTERS it loaded)")
+
     def info_requests(self) -> list[HttpRequest]:
         return [HttpRequest("GET", "/info")]
 
@@ -280,6 +289,7 @@ class TGIDialect(OpenAICompatDialect):
             image_inputs=tag == "image-text-to-text" if isinstance(tag, str) else None,
             audio_inputs=False,
             tool_calling=True,  # TGI's router builds tool grammars itself, whatever the template
+            constrained_tool_arguments=self.constrains_named_tools,
             # grammar support can be turned off with --disable-grammar-support, which /info does not show
             structured_output=None,
             max_output_tokens=total - 1 if total else None,  # at least one prompt token

@@ -12,6 +12,7 @@ from ..errors import InvalidRequestError
 from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, Timings, TokenInfo
 from .base import HttpRequest, _float, first_int
 from .embeddings import EmbeddingCodec
+from .fixes import FIXES
 from .openai_compat import COMMON_CHAT_PARAMS
 
 __all__ = ["VLLMDialect"]
@@ -54,10 +55,7 @@ _CTX_PATTERNS = [
 ]
 
 
-_MM_FIX = (
-    "serve a model whose architecture takes this input (vLLM reads images and audio only for multimodal"
-    " models), and check --limit-mm-per-prompt"
-)
+_MM_FIX = str(FIXES["vllm"]["images"])  # the same sentence `engine-clients doctor` prints
 
 
 class VLLMDialect(EmbeddingCodec):
@@ -79,11 +77,22 @@ class VLLMDialect(EmbeddingCodec):
     # ``reasoning`` (an incoming ``reasoning_content`` is renamed to it); ``enable_thinking`` in
     # ``chat_template_kwargs`` wins over what ``reasoning_effort`` implies; ``thinking_token_budget`` >= 0.
     history_reasoning_field: ClassVar[str | None] = "reasoning"
+    # --enable-lora: ``--lora-modules name=path`` are models named ``name`` with ``parent`` set in /v1/models
+    # (an unknown one: 404 "The model `x` does not exist", see ``adapter_error``); loading at runtime needs
+    # VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; both routes answer plain text on success
+    load_adapter_path: ClassVar[str | None] = "/v1/load_lora_adapter"
+    unload_adapter_path: ClassVar[str | None] = "/v1/unload_lora_adapter"
     reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "thinking": ("chat_template_kwargs", "enable_thinking"),
         "reasoning_effort": ("reasoning_effort",),
         "thinking_budget": ("thinking_token_budget",),
     }
+    # A named tool_choice: the tool parser's adjust_request (vllm/tool_parsers/abstract_tool_parser.py)
+    # constrains the output with the tool's parameters (a JSON schema; in recent versions an xgrammar
+    # structural tag, with VLLM_ENFORCE_STRICT_TOOL_CALLING on by default). The structural tag pins a tool's
+    # arguments only when the tool is strict (structural_tag_registry._resolve_tool_strictness): otherwise
+    # any JSON fits, as the bare "a" seen on 0.32 did. So the named tool goes out strict (see apply_tools).
+    constrains_named_tools: ClassVar[bool | None] = True
 
     def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
         if isinstance(fmt, Regex):
@@ -101,7 +110,10 @@ class VLLMDialect(EmbeddingCodec):
         want = sampling.pop("logprobs", None)
         top = sampling.pop("top_logprobs", None)
         request = super().build_generate(
-            GenerateRequest(req.prompt, req.response_format, sampling, req.extra_body, req.model), stream
+            GenerateRequest(
+                req.prompt, req.response_format, sampling, req.extra_body, req.model, adapter=req.adapter
+            ),
+            stream,
         )
         if want or top:
             request.json["logprobs"] = int(top or 0)

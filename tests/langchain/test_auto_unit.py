@@ -96,6 +96,8 @@ def test_auto_classes_type_only_the_common_sampling_fields() -> None:
         "presence_penalty",
         "logprobs",
         "top_logprobs",
+        "adapter",
+        "adapter_scale",
         "thinking",
         "reasoning_effort",
         "thinking_budget",

@@ -129,6 +129,7 @@ def test_profile_is_read_from_the_server_on_first_use_only() -> None:
             "tool_calling": True,
             "tool_choice": True,
             "structured_output": True,
+            "constrained_tool_arguments": True,
             "reasoning_output": False,
         }
         assert model.profile["image_inputs"] is True

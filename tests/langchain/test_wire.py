@@ -242,11 +242,26 @@ CASES: dict[type, tuple[str, list[tuple[dict[str, Any], dict[str, Any]]]]] = {
 }
 
 
+# adapter= (engine_clients spells it per engine; adapter_scale is llama.cpp's alone, refused elsewhere)
+for _cls, _wire in (
+    (ChatTGI, {"model": "sql"}),
+    (ChatVLLM, {"model": "sql"}),
+    (TGILLM, {"parameters": {"details": True, "adapter_id": "sql"}}),
+    (VLLMLLM, {"model": "sql"}),
+):
+    CASES[_cls][1].append(({"adapter": "sql"}, _wire))
+    REFUSED.setdefault(_cls, set()).add("adapter_scale")
+for _cls in (ChatLlamaCpp, LlamaCppLLM):
+    CASES[_cls][1].append(({"adapter": "sql", "adapter_scale": 0.5}, {"lora": [{"id": 0, "scale": 0.5}]}))
+LORA_ADAPTERS = [{"id": 0, "path": "/adapters/sql.gguf", "scale": 0.0, "task_name": "sql"}]
+
+
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False) as r:
         for path, answer in ANSWERS.items():
             r.post(f"{BASE}{path}").mock(return_value=httpx.Response(200, json=answer))
+        r.get(f"{BASE}/lora-adapters").mock(return_value=httpx.Response(200, json=LORA_ADAPTERS))
         yield r
 
 

@@ -66,6 +66,9 @@ class EngineModelMixin(EngineClientMixin, BaseModel):
     """Retries on connection errors, timeouts, 429 and 502/503/504 (before any output arrived)."""
     default_headers: dict[str, str] | None = None
     """Extra HTTP headers sent with every request."""
+    http_backend: str | None = None
+    """The async socket layer: ``"httpx"`` or ``"aiohttp"`` (faster for thousands of concurrent streams;
+    ``pip install 'llm-engine-clients[aiohttp]'``). None: ``$ENGINE_CLIENTS_HTTP_BACKEND``, else httpx."""
     split_thinking: bool = True
     """Split a model's ``<think>…</think>`` out of the answer text into
     ``additional_kwargs["reasoning_content"]`` when the server has no reasoning parser (always on TGI;
@@ -88,6 +91,11 @@ class EngineModelMixin(EngineClientMixin, BaseModel):
     logprobs: Annotated[bool | None, SAMPLING] = None
     """Return token log-probabilities (``response_metadata["logprobs"]`` / ``generation_info``)."""
     top_logprobs: Annotated[int | None, SAMPLING] = None
+    adapter: Annotated[str | None, SAMPLING] = None
+    """A LoRA adapter the server serves, by name (``engine_clients`` spells it per engine; an unknown one
+    raises ``AdapterNotFoundError``). Per call: ``invoke(..., adapter="sql")``."""
+    adapter_scale: Annotated[float | None, SAMPLING] = None
+    """The adapter's strength (llama.cpp only; 0 switches it off)."""
 
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further sampling parameters by the engine layer's names; unknown ones are refused before sending."""

@@ -72,6 +72,7 @@ class EngineClientMixin:
         timeout: float | None
         max_retries: int
         default_headers: dict[str, str] | None
+        http_backend: str | None
         split_thinking: bool
         think_tags: ThinkTags | None
         engine_client: EngineClient | None
@@ -127,6 +128,10 @@ class EngineClientMixin:
     def _new_client(self, engine: str) -> BaseClient:
         return self.client_class(self.base_url, **self._client_kwargs())
 
+    def _configure_client(self, client: BaseClient) -> BaseClient:
+        """A client this model just built, set up further (the chat models: tool-call recovery)."""
+        return client
+
     def _fresh(self) -> _ClientState:
         """The runtime state, reset when a field the client was built from changed (``model_copy``)."""
         state = self._state
@@ -149,7 +154,7 @@ class EngineClientMixin:
             engine = self._resolve_engine()  # may probe the server: not under the lock
             with _lock:
                 if state.client is None:
-                    state.client = self._new_client(engine)
+                    state.client = self._configure_client(self._new_client(engine))
         return state.client
 
     @property
@@ -161,7 +166,7 @@ class EngineClientMixin:
         state = self._fresh()
         loop = asyncio.get_running_loop()
         if state.aclient is None or state.aloop is None or state.aloop() is not loop:
-            state.aclient = self._new_client(self._resolve_engine())
+            state.aclient = self._configure_client(self._new_client(self._resolve_engine()))
             state.aloop = weakref.ref(loop)
         return state.aclient
 
@@ -173,7 +178,7 @@ class EngineClientMixin:
         loop = asyncio.get_running_loop()
         if state.aclient is None or state.aloop is None or state.aloop() is not loop:
             engine = await self._aresolve_engine()
-            state.aclient = self._new_client(engine)
+            state.aclient = self._configure_client(self._new_client(engine))
             state.aloop = weakref.ref(loop)
         return state.aclient
 

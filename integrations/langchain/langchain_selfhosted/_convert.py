@@ -22,6 +22,7 @@ from engine_clients import (
     ToolCallDelta,
     Usage,
 )
+from engine_clients._wrapper_support import completion_report
 
 from .errors import InvalidRequestError
 
@@ -124,6 +125,7 @@ def completion_metadata(completion: Completion, model_name: str | None) -> dict[
         meta["logprobs"] = logprobs_payload(completion.logprobs)
     if completion.timings is not None:  # seconds; see engine_clients.Timings
         meta["timings"] = completion.timings.to_dict()
+    meta.update(completion_report(completion))  # "history_changes", "recovered_tool_calls" (non-empty)
     return meta
 
 

@@ -6,6 +6,11 @@ a key is looked up (``get``, ``[]``, ``in``; ``create_agent`` reads ``profile.ge
 choose ``ProviderStrategy``). Iterating, ``len`` and truth show what has been read so far, without asking:
 langchain-core's serialization (tracing) tests the field's truth on every call. A server that cannot be
 reached leaves it empty and is asked again next time.
+
+One key is this package's own: ``constrained_tool_arguments`` (from ``EngineInfo``), True when the engine
+holds a forced tool call's arguments to the tool's schema, so ``with_structured_output(...,
+method="function_calling")`` gives schema-valid arguments (vLLM, llama.cpp, TGI); False where it cannot (use
+``method="json_schema"`` there); absent when not known.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def profile_from_info(info: EngineInfo) -> ModelProfile:
         "tool_calling": info.tool_calling,
         "tool_choice": info.tool_calling,
         "structured_output": info.structured_output,
+        "constrained_tool_arguments": info.constrained_tool_arguments,
         "reasoning_output": info.reasoning,
     }
     profile: dict[str, Any] = {"text_inputs": True, "text_outputs": True}

@@ -37,7 +37,8 @@ from typing_extensions import Self
 
 from engine_clients import Completion, LlamaCppClient, TGIClient, VLLMClient
 
-from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
+from ._base import SAMPLING, AutoEngineMixin
+from ._chat_options import ChatClientOptions
 from ._convert import StreamConverter, completion_to_message, to_openai_messages
 from ._params import LlamaCppParams, VLLMParams
 from ._profile import LazyProfile
@@ -46,12 +47,12 @@ from .errors import translate_errors
 
 __all__ = ["ChatEngine", "ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
 
-_CALL_ARGS = ("tools", "tool_choice", "response_format", "model")
+_CALL_ARGS = ("tools", "tool_choice", "response_format", "model", "history")
 _CHOICE_WORDS = ("auto", "none", "any", "required")
 StructuredMethod = Literal["json_schema", "function_calling", "json_mode"]
 
 
-class _BaseChatEngine(EngineModelMixin, BaseChatModel):
+class _BaseChatEngine(ChatClientOptions, BaseChatModel):
     """Shared implementation of the engine chat models (see the module docstring)."""
 
     presence_penalty: Annotated[float | None, SAMPLING] = None
@@ -198,7 +199,9 @@ class _BaseChatEngine(EngineModelMixin, BaseChatModel):
 
         * ``"json_schema"`` (default): the engine's constrained decoding (``response_format``), so the output
           is schema-valid by construction;
-        * ``"function_calling"``: the schema as a forced tool call;
+        * ``"function_calling"``: the schema as a forced (named) tool call, whose arguments the engine holds
+          to the schema (vLLM: the tool goes out strict unless ``strict=False``; see
+          ``profile["constrained_tool_arguments"]``);
         * ``"json_mode"``: any JSON object (describe the keys in the prompt). TGI has no JSON-object mode
           and refuses it (``InvalidRequestError``): use ``"json_schema"`` there.
 
@@ -286,7 +289,8 @@ class ChatVLLM(VLLMParams, _BaseChatEngine):
 
     ``base_url`` / ``api_key`` default to ``$VLLM_BASE_URL`` / ``$VLLM_API_KEY``. Tool calling needs the
     server started with ``--enable-auto-tool-choice --tool-call-parser ...``; vLLM does not make non-strict
-    tool arguments follow their schema, so such calls may land in ``invalid_tool_calls``.
+    tool arguments follow their schema, so such calls may land in ``invalid_tool_calls`` (a named
+    ``tool_choice`` goes out strict by itself).
     """
 
     client_class = VLLMClient

@@ -38,6 +38,7 @@ class SelfHostedClientMixin(BaseModel):
     timeout: float | None = None
     max_retries: int = 2
     default_headers: dict[str, str] | None = None
+    http_backend: str | None = None  # "httpx" or "aiohttp" (None: $ENGINE_CLIENTS_HTTP_BACKEND)
     batch_size: int | None = None
     """Inputs per request; None: the server's limit (TEI's ``/info``), else the engine's default."""
     truncate: bool = False

@@ -31,11 +31,13 @@ from langchain_core.exceptions import (
     ModelPermissionDeniedError,
     ModelRateLimitError,
     ModelTimeoutError,
+    OutputParserException,
 )
 
 import engine_clients.errors as ec
 
 __all__ = [
+    "AdapterNotFoundError",
     "AuthenticationError",
     "BadRequestError",
     "ChatTemplateError",
@@ -46,11 +48,13 @@ __all__ = [
     "InvalidRequestError",
     "MalformedResponseError",
     "MediaTooLargeError",
+    "ModelRequiredError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "StreamError",
     "StreamTimeoutError",
+    "StructuredOutputError",
     "TimeoutError",
     "to_langchain_error",
     "translate_errors",
@@ -81,6 +85,16 @@ class ChatTemplateError(ec.ChatTemplateError, ModelInvalidRequestError):
     """The chat template refused the messages; ``rule``, ``index`` and ``fix`` say why and what to do."""
 
 
+class StructuredOutputError(ec.StructuredOutputError, ModelError, OutputParserException):
+    """JSON was asked for, but the answer is empty and its reasoning ends with no JSON that fits; ``content``
+    and ``reasoning`` hold both texts. Also an ``OutputParserException``, as a parser given the empty answer
+    would have raised (``with_structured_output``)."""
+
+    observation: str | None = None  # OutputParserException's fields (its __init__ is not run here)
+    llm_output: str | None = None
+    send_to_llm = False
+
+
 class ContextWindowExceededError(ec.ContextWindowExceededError, ContextOverflowError):
     """The prompt (plus requested output) does not fit the context window."""
 
@@ -95,6 +109,14 @@ class PermissionDeniedError(ec.PermissionDeniedError, ModelPermissionDeniedError
 
 class NotFoundError(ec.NotFoundError, ModelNotFoundError):
     """Route or model not found (HTTP 404)."""
+
+
+class AdapterNotFoundError(ec.AdapterNotFoundError, ModelNotFoundError):
+    """The server has no LoRA adapter of that name (``adapter``; ``available``: the ones it has)."""
+
+
+class ModelRequiredError(ec.ModelRequiredError, ModelInvalidRequestError):
+    """The server hosts several models (a router-mode llama-server): pass ``model=`` (``models``)."""
 
 
 class RateLimitError(ec.RateLimitError, ModelRateLimitError):
@@ -131,12 +153,15 @@ _MAP: dict[type[ec.EngineError], type[ec.EngineError]] = {
     ec.StreamError: StreamError,
     ec.ContextWindowExceededError: ContextWindowExceededError,
     ec.ChatTemplateError: ChatTemplateError,
+    ec.StructuredOutputError: StructuredOutputError,
     ec.UnsupportedInputError: UnsupportedInputError,
     ec.MediaTooLargeError: MediaTooLargeError,
+    ec.ModelRequiredError: ModelRequiredError,
     ec.BadRequestError: BadRequestError,
     ec.InvalidRequestError: InvalidRequestError,
     ec.PermissionDeniedError: PermissionDeniedError,
     ec.AuthenticationError: AuthenticationError,
+    ec.AdapterNotFoundError: AdapterNotFoundError,
     ec.NotFoundError: NotFoundError,
     ec.RateLimitError: RateLimitError,
     ec.InternalServerError: InternalServerError,

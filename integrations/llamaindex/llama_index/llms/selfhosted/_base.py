@@ -17,7 +17,7 @@ from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr
 from llama_index.core.llms.custom import CustomLLM
 
 from engine_clients import PROBE_TIMEOUT, BaseClient, EngineInfo, EnginePool, ThinkTags
-from engine_clients._wrapper_support import canonical_engine
+from engine_clients._wrapper_support import HistoryPolicy, canonical_engine
 
 from ._chat import ChatLLM
 from ._client import EngineClient, EngineClientMixin
@@ -44,6 +44,8 @@ COMMON_PARAMS: tuple[str, ...] = (
     "stop",
     "frequency_penalty",
     "presence_penalty",
+    "adapter",
+    "adapter_scale",
     *REASONING_PARAMS,
 )
 
@@ -74,7 +76,8 @@ class EngineLLM(
       sampling fields are typed: an engine's own go in ``additional_kwargs`` (refused before sending by an
       engine that lacks them), raw body fields in ``extra_body``.
     * ``client=``: a ready ``engine_clients`` client or ``EnginePool`` (any engine for ``EngineLLM``, the
-      class's own for ``TGI``/``VLLM``/``LlamaCpp``); its connection settings are its own.
+      class's own for ``TGI``/``VLLM``/``LlamaCpp``); its connection, ``history`` and tool-call recovery
+      settings are its own.
 
     * ``chat``/``stream_chat`` (and ``a``-prefixed twins, natively async) use the server's chat route with
       its chat template; tool calls come back as ``ToolCallBlock``s plus OpenAI-style dicts in
@@ -126,6 +129,11 @@ class EngineLLM(
     headers: dict[str, str] | None = Field(
         default=None, exclude=True, repr=False, description="Extra HTTP headers sent with every request."
     )
+    http_backend: str | None = Field(
+        default=None,
+        description="The async socket layer: 'httpx' or 'aiohttp' (faster for thousands of concurrent "
+        "streams; pip install 'llm-engine-clients[aiohttp]'). None: $ENGINE_CLIENTS_HTTP_BACKEND, or httpx.",
+    )
     temperature: float | None = Field(default=None, description="Sampling temperature (engine default).")
     max_tokens: int | None = Field(
         default=None, description="Most tokens to generate (engine default); also metadata.num_output."
@@ -135,6 +143,14 @@ class EngineLLM(
     stop: str | list[str] | None = Field(default=None, description="Stop sequence(s).")
     frequency_penalty: float | None = Field(default=None, description="OpenAI-style frequency penalty.")
     presence_penalty: float | None = Field(default=None, description="OpenAI-style presence penalty.")
+    adapter: str | None = Field(
+        default=None,
+        description="A LoRA adapter the server serves, by name (spelled per engine; an unknown one raises "
+        "AdapterNotFoundError). Per call: chat(..., adapter='sql').",
+    )
+    adapter_scale: float | None = Field(
+        default=None, description="The adapter's strength (llama.cpp only; 0 switches it off)."
+    )
     thinking: bool | None = Field(
         default=None,
         description="Reasoning models: thinking on or off (the chat template's enable_thinking; None: the "
@@ -156,6 +172,20 @@ class EngineLLM(
         exclude=True,
         description="Other tags than <think>/</think>, or ThinkTags(implicit_open=True) when the chat "
         "template opens the tag in the prompt (the output then starts inside the thinking).",
+    )
+    history: HistoryPolicy = Field(
+        default="auto",
+        description="How a chat history meets a strict chat template: 'auto' (sent as given; when the "
+        "template refuses it, fitted and sent once more, and fitted from then on), 'fit' (always fitted), "
+        "'mistral' (fitted, with 9-character tool-call ids), 'keep' (never changed: a refusal raises "
+        "ChatTemplateError) or an engine_clients TemplateRules. Per call: chat(..., history='fit'). The "
+        "changes are listed in additional_kwargs['history_changes'].",
+    )
+    recover_tool_calls: bool = Field(
+        default=True,
+        description="With tools, turn tool-call markup the server's tool parser left in the text "
+        "(<tool_call>, [TOOL_CALLS], ...) into tool calls, listed in "
+        "additional_kwargs['recovered_tool_calls']. False: the text stays as the server sent it.",
     )
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict,

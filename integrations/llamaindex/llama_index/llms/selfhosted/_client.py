@@ -20,7 +20,12 @@ from engine_clients import (
     connect,
     detect_engine,
 )
-from engine_clients._wrapper_support import EngineClient, think_tags_for
+from engine_clients._wrapper_support import (
+    EngineClient,
+    HistoryPolicy,
+    chat_client_options,
+    think_tags_for,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.bridge.pydantic import SecretStr
@@ -43,8 +48,11 @@ class EngineClientMixin:
         timeout: float | None
         max_retries: int
         headers: dict[str, str] | None
+        http_backend: str | None
         split_thinking: bool
         think_tags: ThinkTags | None
+        history: HistoryPolicy
+        recover_tool_calls: bool
         _client: EngineClient | None
         _http: tuple[httpx.Client | None, httpx.AsyncClient | None]
 
@@ -82,7 +90,8 @@ class EngineClientMixin:
         return dialect.engine if dialect is not None else None
 
     def _new_client(self, engine: str | None) -> BaseClient:
-        """A client for ``engine`` (no I/O: ``engine`` is known, or None and the environment names it)."""
+        """A client for ``engine`` (no I/O: ``engine`` is known, or None and the environment names it), with
+        this LLM's ``history`` policy and tool-call recovery."""
         http_client, async_http_client = self._http
         kwargs: dict[str, Any] = {
             "api_key": self.api_key,
@@ -90,13 +99,17 @@ class EngineClientMixin:
             "timeout": self.timeout,
             "max_retries": self.max_retries,
             "headers": self.headers,
+            "http_backend": self.http_backend,
             "think_tags": think_tags_for(self.split_thinking, self.think_tags),
+            "history": self.history,
             "http_client": http_client,
             "async_http_client": async_http_client,
         }
         if self.fixed_engine() is not None:
-            return self.client_class(self.base_url, **kwargs)
-        return connect(self.base_url, engine=engine, **kwargs)
+            client = self.client_class(self.base_url, **kwargs)
+        else:
+            client = connect(self.base_url, engine=engine, **kwargs)
+        return chat_client_options(client, self.recover_tool_calls)
 
     def _probe_args(self) -> tuple[str, dict[str, Any]]:
         assert self.base_url is not None  # a client is made at construction when there is none

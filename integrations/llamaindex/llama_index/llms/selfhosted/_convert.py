@@ -35,7 +35,7 @@ from engine_clients import (
     TopLogprob,
     Usage,
 )
-from engine_clients._wrapper_support import aclosing_events, closing_events
+from engine_clients._wrapper_support import aclosing_events, closing_events, completion_report
 
 from ._messages import _legacy_tool_call
 from ._messages import to_engine_message as to_engine_message
@@ -75,21 +75,27 @@ def usage_kwargs(usage: Usage | None) -> dict[str, int]:
 
 
 def result_kwargs(completion: Completion) -> dict[str, Any]:
-    """A whole answer's ``additional_kwargs``: the usage counts, and ``timings`` (seconds, the known
-    figures only; see ``engine_clients.Timings``)."""
+    """A whole answer's ``additional_kwargs``: the usage counts, ``timings`` (seconds, the known figures
+    only; see ``engine_clients.Timings``), and where non-empty ``history_changes`` (what was changed in the
+    history to fit the chat template) and ``recovered_tool_calls`` (calls recovered from leaked markup)."""
     out: dict[str, Any] = usage_kwargs(completion.usage)
     if completion.timings is not None:
         out["timings"] = completion.timings.to_dict()
+    out.update(completion_report(completion))
     return out
 
 
 def _raw(completion: Completion) -> dict[str, Any]:
     """``raw``: the engine result as a plain dict. ``raw["usage"]`` is what TokenCountingHandler reads (it
     falls back to ``additional_kwargs`` when ``raw["usage"]`` is None); ``raw["timings"]`` holds the known
-    timing figures, as in ``additional_kwargs``."""
+    timing figures, and ``raw["history_changes"]`` / ``raw["recovered_tool_calls"]`` the same lists, as in
+    ``additional_kwargs`` (``raw["recovered"]``: the engine result's own field, always present)."""
     raw = dataclasses.asdict(completion)
     if completion.timings is not None:
         raw["timings"] = completion.timings.to_dict()
+    raw["history_changes"] = list(raw["history_changes"])
+    raw["recovered"] = list(raw["recovered"])
+    raw.update(completion_report(completion))
     return raw
 
 

@@ -34,6 +34,7 @@ class EngineEmbedding(BaseEmbedding):
     timeout: float | None = None
     max_retries: int = 2
     default_headers: dict[str, str] | None = None
+    http_backend: str | None = None  # "httpx" or "aiohttp" (None: $ENGINE_CLIENTS_HTTP_BACKEND)
     batch_size: int | None = None
     """Inputs per HTTP request; None: the server's limit."""
     truncate: bool = False

@@ -31,6 +31,7 @@ class SelfHostedRerank(BaseNodePostprocessor):
     timeout: float | None = None
     max_retries: int = 2
     default_headers: dict[str, str] | None = None
+    http_backend: str | None = None  # "httpx" or "aiohttp" (None: $ENGINE_CLIENTS_HTTP_BACKEND)
     top_n: int | None = 3
     """How many nodes to keep (None: all, reordered)."""
     batch_size: int | None = None

@@ -1,0 +1,239 @@
+"""Concurrency rows for the socket layer (issue 22): the engine client on aiohttp, the raw floors beneath any
+client (a raw aiohttp loop, and an ``asyncio.Protocol`` that writes pre-built request bytes and splits chunked
+SSE itself: the pure-Python floor), and the openai SDK on its own aiohttp client.
+
+Kept apart from ``bench/clients.py``; that module appends :data:`TRANSPORT_SPECS` to its registry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.clients import _LC, MAX_TOKENS, MESSAGES, MODEL, PROMPT, Spec, _construct, _raw_body
+
+__all__ = ["TRANSPORT_SPECS"]
+
+
+def _content(data: bytes | str) -> str | None:
+    choices = json.loads(data).get("choices")
+    return choices[0].get("delta", {}).get("content") if choices else None
+
+
+def ec_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    from engine_clients import Token, VLLMClient
+
+    client = VLLMClient(base, model=MODEL, timeout=600.0, http_backend="aiohttp")
+    kw = {"max_tokens": opts.get("max_tokens", MAX_TOKENS)}
+
+    async def one() -> AsyncIterator[str]:
+        async for ev in client.achat_stream(MESSAGES, **kw):
+            if type(ev) is Token:
+                yield ev.text
+
+    return one
+
+
+def lc_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    import langchain_selfhosted as lc
+
+    model = _construct(lc.ChatVLLM, base, {**opts, "http_backend": "aiohttp"}, "vllm")
+    model.http_backend = "aiohttp"
+
+    async def one() -> AsyncIterator[str]:
+        async for chunk in model.astream(PROMPT):
+            if chunk.content:
+                yield chunk.content
+
+    return one
+
+
+def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    import aiohttp
+
+    path, body = _raw_body("chat", opts)
+    url = base + path
+    session: list[aiohttp.ClientSession] = []
+
+    async def one() -> AsyncIterator[str]:
+        if not session:  # made inside the running loop
+            session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+        async with session[0].post(url, json=body) as resp:
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while b"\n\n" in buf:
+                    event, buf = buf.split(b"\n\n", 1)
+                    for line in event.split(b"\n"):
+                        if line.startswith(b"data:"):
+                            data = line[5:].strip()
+                            if data == b"[DONE]":
+                                return
+                            text = _content(data)
+                            if text:
+                                yield text
+
+    return one
+
+
+def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """One connection per stream (``Connection: close``); request bytes built once; the response's head,
+    chunked framing and SSE events split by hand: no HTTP library at all."""
+    import asyncio
+
+    parts = urlsplit(base)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    path, body = _raw_body("chat", opts)
+    payload = json.dumps(body).encode()
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: text/event-stream\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode() + payload
+
+    class Reader(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.data = bytearray()
+            self.closed = False
+            self.wake: asyncio.Future[None] | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transport.write(request)  # type: ignore[attr-defined]
+
+        def data_received(self, data: bytes) -> None:
+            self.data += data
+            if self.wake is not None and not self.wake.done():
+                self.wake.set_result(None)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.closed = True
+            if self.wake is not None and not self.wake.done():
+                self.wake.set_result(None)
+
+        async def more(self) -> bytes:
+            while not self.data and not self.closed:
+                self.wake = asyncio.get_running_loop().create_future()
+                await self.wake
+            out = bytes(self.data)
+            self.data.clear()
+            return out
+
+    async def one() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_connection(Reader, host, port)
+        try:
+            raw = b""
+            while b"\r\n\r\n" not in raw:
+                got = await proto.more()
+                if not got:
+                    return
+                raw += got
+            head, raw = raw.split(b"\r\n\r\n", 1)
+            chunked = b"chunked" in head.lower()
+            body_buf, events = b"", b""
+            while True:
+                if chunked:
+                    while True:  # take every whole chunk in raw
+                        eol = raw.find(b"\r\n")
+                        if eol < 0:
+                            break
+                        size = int(raw[:eol].split(b";")[0], 16)
+                        if len(raw) < eol + 2 + size + 2:
+                            break
+                        if size == 0:
+                            return
+                        body_buf += raw[eol + 2 : eol + 2 + size]
+                        raw = raw[eol + 2 + size + 2 :]
+                else:
+                    body_buf, raw = body_buf + raw, b""
+                events += body_buf
+                body_buf = b""
+                while b"\n\n" in events:
+                    event, events = events.split(b"\n\n", 1)
+                    if event.startswith(b"data:"):
+                        data = event[5:].strip()
+                        if data == b"[DONE]":
+                            return
+                        text = _content(data)
+                        if text:
+                            yield text
+                got = await proto.more()
+                if not got:
+                    return
+                raw += got
+        finally:
+            transport.close()
+
+    return one
+
+
+def openai_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
+    client = AsyncOpenAI(
+        base_url=base + "/v1",
+        api_key="bench",
+        timeout=600.0,
+        max_retries=0,
+        http_client=DefaultAioHttpClient(),
+    )
+    mt = opts.get("max_tokens", MAX_TOKENS)
+
+    async def one() -> AsyncIterator[str]:
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, max_tokens=mt
+        )  # type: ignore[arg-type]
+        async for chunk in stream:
+            if chunk.choices:
+                text = chunk.choices[0].delta.content
+                if text:
+                    yield text
+
+    return one
+
+
+TRANSPORT_SPECS = [
+    Spec(
+        "raw:aiohttp+json:async",
+        "raw",
+        "async",
+        raw_aiohttp,
+        needs=("aiohttp",),
+        label="raw aiohttp loop (async)",
+    ),
+    Spec(
+        "raw:asyncio-protocol:async",
+        "raw",
+        "async",
+        raw_protocol,
+        label="raw asyncio.Protocol, hand-split chunked SSE (the pure-Python floor)",
+    ),
+    Spec(
+        "engine_clients:VLLMClient.achat_stream:aiohttp",
+        "ours",
+        "async",
+        ec_aiohttp,
+        twin="raw:aiohttp+json:async",
+        needs=("httpx_aiohttp",),
+        label="engine_clients VLLMClient.achat_stream, http_backend=aiohttp",
+    ),
+    Spec(
+        "langchain:ChatVLLM:async:aiohttp",
+        "ours",
+        "async",
+        lc_aiohttp,
+        twin="raw:aiohttp+json:async",
+        needs=(*_LC, "httpx_aiohttp"),
+        label="langchain:ChatVLLM.astream, http_backend=aiohttp",
+    ),
+    Spec(
+        "peer:openai:aiohttp:async",
+        "peer",
+        "async",
+        openai_aiohttp,
+        twin="raw:aiohttp+json:async",
+        needs=("httpx_aiohttp",),
+        label="openai SDK chat.completions, DefaultAioHttpClient (async)",
+    ),
+]

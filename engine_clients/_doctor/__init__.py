@@ -1,0 +1,6 @@
+"""``engine-clients doctor``: what works against a server, and what to change where it does not
+(``core.py``: the report and the run; ``chat.py``, ``checks.py``: the checks)."""
+
+from .core import Check, Report, Status, diagnose, targets
+
+__all__ = ["Check", "Report", "Status", "diagnose", "targets"]

@@ -1,0 +1,161 @@
+"""Every Python example in README.md and docs/**/*.md runs, as written, against the test kit's servers.
+
+A small collector reads each fenced ```python block. The one change made to a block is visible and listed
+here: each base URL in it is replaced by the URL of the session server that stands for it (``SERVERS``), and
+``"change-me"``, the key the docs use, by that server's key where it has one. Engines that cannot run here
+are stand-ins: TGI answers with its own recorded responses (respx, ``tests/support/tgi_recordings.py``),
+SGLang is the test kit's fake server (``engine_clients.testing.fake_sglang``). A block preceded by
+``<!-- docs-test: skip: REASON -->`` is skipped with that reason (Ray, Spark and Dask jobs); a block with a
+URL the table does not know fails, so a new example has to say what it runs against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from tests.support import tgi_recordings as rec
+from tests.support.fake_engines import TGI_INFO
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+SKIP = re.compile(r"<!--\s*docs-test:\s*skip:\s*(.+?)\s*-->")
+URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::\d+)?")
+
+# The base URL each example uses -> what stands for it here (a session fixture, or a stand-in).
+SERVERS: dict[str, str] = {
+    "http://127.0.0.1:8080": "llama_server",
+    "http://router:30000": "llama_server",  # a router in front of llama-servers answers like one
+    "http://litellm:4000": "llama_server",
+    "http://gw": "llama_server",
+    "http://llama-1:8080": "llama_server_keyed",  # the docs' "change-me" -> its key
+    "http://127.0.0.1:8081": "llama_embed_server",
+    "http://127.0.0.1:8082": "llama_rerank_server",
+    "http://localhost:8000": "vllm_server",
+    "http://gpu-1:8000": "vllm_server",
+    "http://gpu-2:8000": "vllm_server",  # written as localhost: a second replica URL for the same server
+    "http://vllm:8000": "vllm_server",
+    "http://localhost:3000": "tgi",  # TGI's recorded answers (respx)
+    "http://tgi:3000": "tgi",
+    "http://gpu-1:30000": "sglang",  # the fake SGLang server, started with the docs' key
+}
+DOC_KEY = "change-me"
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    line: int
+    code: str
+    skip: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def collect(path: Path) -> list[Example]:
+    """The ```python blocks of a markdown file, each with the skip reason of the comment just above it."""
+    out: list[Example] = []
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() == "```python":
+            start = i + 1
+            end = next(j for j in range(start, len(lines)) if lines[j].strip() == "```")
+            above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+            found = SKIP.search(above)
+            out.append(
+                Example(path, start, "\n".join(lines[start:end]) + "\n", found.group(1) if found else None)
+            )
+            i = end
+        i += 1
+    return out
+
+
+EXAMPLES = [e for path in DOCS for e in collect(path)]
+
+
+def test_the_collector_finds_the_examples() -> None:
+    assert len(EXAMPLES) >= 25
+    assert {e.path.name for e in EXAMPLES} >= {
+        "README.md",
+        "scale-out.md",
+        "llamacpp.md",
+        "vllm.md",
+        "tgi.md",
+    }
+    skipped = [e for e in EXAMPLES if e.skip]
+    assert 0 < len(skipped) <= 6, [e.id for e in skipped]  # keep these few: each says why
+
+
+def _tgi_chat(request: httpx.Request) -> httpx.Response:
+    body = json.loads(request.content)
+    if body.get("stream"):
+        chunks = rec.wire_chunks("test_completion_prompts/test_chat_hfhub_usage")
+        return httpx.Response(200, content=rec.sse_body(chunks), headers=rec.SSE_HEADERS)
+    if body.get("tools"):
+        return httpx.Response(
+            200, json=rec.wire_json("test_tools_llama/test_flash_llama_grammar_tools_choice_nostream")
+        )
+    return httpx.Response(200, json=rec.wire_json("test_chat_llama/test_flash_llama_simple"))
+
+
+@contextlib.contextmanager
+def tgi_stand_in(urls: list[str]) -> Iterator[None]:
+    """TGI's recorded answers at ``urls``; every other request goes through to the real servers."""
+    with respx.mock(assert_all_called=False) as router:
+        for url in urls:
+            router.get(f"{url}/info").respond(200, json=TGI_INFO)
+            router.post(f"{url}/v1/chat/completions").mock(side_effect=_tgi_chat)
+        router.route().pass_through()
+        yield
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
+def test_example_runs(
+    example: Example, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if example.skip:
+        pytest.skip(example.skip)
+    for var in ("TGI", "VLLM", "LLAMACPP", "TEI", "SGLANG"):
+        monkeypatch.delenv(f"{var}_BASE_URL", raising=False)
+        monkeypatch.delenv(f"{var}_API_KEY", raising=False)
+    urls = sorted(set(URL.findall(example.code)))
+    unknown = [u for u in urls if u not in SERVERS]
+    assert not unknown, (
+        f"{example.id}: no server stands for {unknown}: add it to SERVERS or mark the block skipped"
+    )
+    code = example.code
+    tgi_urls = []
+    with contextlib.ExitStack() as stack:
+        for url in urls:
+            name = SERVERS[url]
+            if name == "tgi":
+                tgi_urls.append(url)
+                continue
+            if name == "sglang":
+                from engine_clients.testing.fake_sglang import start_fake_sglang
+
+                server: Any = stack.enter_context(start_fake_sglang(api_key=DOC_KEY))
+            else:
+                server = request.getfixturevalue(name)
+            base = server.base_url
+            if url == "http://gpu-2:8000":
+                base = base.replace("127.0.0.1", "localhost")
+            code = code.replace(url, base)  # the substitution
+            if getattr(server, "api_key", None) and name != "sglang":
+                code = code.replace(DOC_KEY, server.api_key)
+        if tgi_urls:
+            stack.enter_context(tgi_stand_in(tgi_urls))
+        exec(compile(code, example.id, "exec"), {"__name__": "__docs__"})

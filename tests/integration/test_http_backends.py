@@ -1,0 +1,170 @@
+"""The aiohttp socket layer (``http_backend="aiohttp"``, issue 22) through the same contract as httpx's: real
+llama-server answers and streams, a stalled stream, Retry-After, refused connections, a stream cut by the
+server, cancellation freeing the server's slot, and no cap on concurrent connections."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from httpx_aiohttp import AiohttpTransport
+
+from engine_clients import (
+    EngineUnavailableError,
+    LlamaCppClient,
+    StreamError,
+    StreamTimeoutError,
+    Timeouts,
+    Token,
+    VLLMClient,
+)
+from engine_clients.testing import EngineServer
+from tests.integration.test_faults import (
+    Handler,
+    LoopbackServer,
+    dead_url,
+    limited_then_ok,
+    loopback,  # noqa: F401 - the fixture
+    stall_after_one_chunk,
+)
+
+pytestmark = pytest.mark.integration
+GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 32}
+BACKENDS = ["httpx", "aiohttp"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_chat_and_stream_on_a_real_server(backend: str, llama_server: EngineServer) -> None:
+    client = LlamaCppClient(llama_server.base_url, http_backend=backend)
+    answer = await client.achat("hi", **GREEDY)
+    text = "".join([e.text async for e in client.achat_stream("hi", **GREEDY) if isinstance(e, Token)])
+    assert answer.content == text == " Hello world."
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    await client.aclose()
+
+
+async def test_the_environment_variable_picks_the_backend(
+    monkeypatch: pytest.MonkeyPatch, llama_server: EngineServer
+) -> None:
+    monkeypatch.setenv("ENGINE_CLIENTS_HTTP_BACKEND", "aiohttp")
+    client = LlamaCppClient(llama_server.base_url)
+    assert client.http_backend == "aiohttp"
+    assert isinstance(client.async_transport.client._transport, AiohttpTransport)
+    assert (await client.achat("hi", **GREEDY)).content == " Hello world."
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_stalled_stream_hits_the_chunk_timeout_with_its_partial_text(
+    backend: str,
+    loopback: Callable[[Handler], LoopbackServer],  # noqa: F811
+) -> None:
+    server = loopback(stall_after_one_chunk)
+    client = VLLMClient(
+        server.url, timeout=Timeouts(connect=2, read=30, chunk=0.5), max_retries=3, http_backend=backend
+    )
+    texts: list[str] = []
+    with pytest.raises(StreamTimeoutError) as info:
+        async for e in client.achat_stream("hi"):
+            texts += [e.text] if isinstance(e, Token) else []
+    assert texts == ["par"] and info.value.partial_text == "par"
+    assert server.count == 1  # not retried: output had begun
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_retry_after_is_honoured(backend: str, loopback: Callable[[Handler], LoopbackServer]) -> None:  # noqa: F811
+    server = loopback(limited_then_ok)
+    client = VLLMClient(server.url, max_retries=2, http_backend=backend)
+    result = await client.achat("hi")
+    assert result.content == "ok" and server.count == 3
+    gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
+    assert all(g >= 0.95 for g in gaps), gaps
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_refused_connection_is_retried_then_typed(backend: str) -> None:
+    client = VLLMClient(dead_url(), max_retries=1, timeout=Timeouts(connect=2), http_backend=backend)
+    with pytest.raises(EngineUnavailableError):
+        await client.achat("hi")
+    await client.aclose()
+
+
+async def cut_after_one_chunk(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await stall_and_cut(writer)
+
+
+async def stall_and_cut(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    event = (
+        b'data: {"id":"c","object":"chat.completion.chunk","model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}\n\n'
+    )
+    writer.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+    await writer.drain()
+    writer.transport.abort()  # the connection dies mid-body
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_cut_stream_is_an_error_with_the_partial_text(
+    backend: str,
+    loopback: Callable[[Handler], LoopbackServer],  # noqa: F811
+) -> None:
+    server = loopback(cut_after_one_chunk)
+    client = VLLMClient(server.url, max_retries=2, http_backend=backend)
+    with pytest.raises(StreamError) as info:
+        async for _ in client.achat_stream("hi"):
+            pass
+    assert info.value.partial_text == "par" and server.count == 1
+    await client.aclose()
+
+
+def _busy_slots(server: EngineServer) -> int:
+    slots = httpx.get(f"{server.base_url}/slots", timeout=5).json()
+    return sum(1 for s in slots if s.get("is_processing"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_leaving_a_stream_frees_the_servers_slot(backend: str, llama_server: EngineServer) -> None:
+    client = LlamaCppClient(llama_server.base_url, http_backend=backend)
+    stream = client.achat_stream("hi", temperature=0, max_tokens=4000, extra_body={"ignore_eos": True})
+    seen = 0
+    async for event in stream:
+        seen += isinstance(event, Token)
+        if seen >= 5:
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while _busy_slots(llama_server) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert _busy_slots(llama_server) == 0
+    await client.aclose()
+
+
+async def test_no_cap_on_concurrent_connections(loopback: Callable[[Handler], LoopbackServer]) -> None:  # noqa: F811
+    """150 requests at once all get their own connection: aiohttp's default cap of 100 is lifted."""
+    open_now = 0
+    most = 0
+
+    async def slow(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        await asyncio.sleep(0.5)
+        open_now -= 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    server = loopback(slow)
+    client = VLLMClient(server.url, http_backend="aiohttp")
+    transport = client.async_transport
+    from engine_clients.dialects.base import HttpRequest
+
+    await asyncio.gather(*(transport.request(HttpRequest("GET", "/x")) for _ in range(150)))
+    assert server.count == 150 and most > 100
+    await client.aclose()
