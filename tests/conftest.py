@@ -49,6 +49,7 @@ from engine_clients.testing import (
     vision_gguf,
     vision_hf_model,
 )
+from engine_clients.testing.fake_sglang import FakeSGLang, start_fake_sglang
 from engine_clients.testing.ray_env import ensure_ray
 from engine_clients.testing.router import ensure_vllm_router
 
@@ -283,4 +284,16 @@ def vllm_pooling_server() -> Iterator[EngineServer]:
 
     _require("vllm-pooling")
     with start_vllm_pooling_server() as server:
+        yield server
+
+
+# ---- the fake SGLang server (engine_clients/testing/fake_sglang.py) -----------------------------------------
+# SGLang cannot run here (its wheel pins CUDA): a loopback server answering like sglang 0.5.23. Nothing to
+# provision, so the tests on it are not marked integration.
+@pytest.fixture(scope="session")
+def sglang_fake() -> Iterator[FakeSGLang]:
+    """The fake SGLang server (``start_fake_sglang()``, no API key): chat answers "Hello world.", calls the
+    first (or the named) tool whenever tools are offered, fills a json_schema with placeholder values;
+    ``/generate``, embeddings and rerank are scripted too (``_fake_sglang_answers.py``)."""
+    with start_fake_sglang() as server:
         yield server

@@ -3,8 +3,9 @@ SGLang's answer shapes, each with the ``sglang==0.5.23`` source file it copies.
 
 The scripted model answers "Hello world." (three tokens), thinks "The user says hello." first when the
 server is built with ``thinking=True``, calls a tool when ``tools`` are offered (unless ``tool_choice`` is
-``"none"``) and fills a ``json_schema`` ``response_format`` with placeholder values. ``regex``/``ebnf``
-are accepted and not enforced. Triggers in the prompt (or last user message): ``!error`` (an error inside
+``"none"``, or ``"auto"`` with a tool result as the last message: then it answers) and fills a
+``json_schema`` ``response_format`` with placeholder values. ``regex``/``ebnf`` are accepted and not
+enforced. Triggers in the prompt (or last user message): ``!error`` (an error inside
 the stream, or a 400), ``!abort`` (a scheduler abort with status 500), ``!hold`` (the stream stops after
 its first event until the client goes away).
 """
@@ -130,13 +131,21 @@ def has_image(messages: list[Any]) -> bool:
     return any(isinstance(p, dict) and p.get("type") == "image_url" for p in parts)
 
 
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, dict) else None
+
+
 def chat_plan(body: dict[str, Any], thinking: bool) -> dict[str, Any]:
     """What the scripted model answers to a chat request: thought, content pieces, tool call, finish."""
     kwargs = body.get("chat_template_kwargs") or {}
     thinks = thinking and kwargs.get("enable_thinking", True) is not False
-    tools, choice = body.get("tools") or [], body.get("tool_choice", "auto")
+    tools, choice = body.get("tools") or [], body.get("tool_choice", "auto")  # protocol.py: "auto" default
+    messages = body.get("messages") or []
+    # The scripted model (not an SGLang rule): free to choose, it answers a tool result in text, so that an
+    # agent loop (LangChain's, LlamaIndex's FunctionAgent) ends after one call.
+    answers_result = choice == "auto" and bool(messages) and _role(messages[-1]) == "tool"
     call = None
-    if tools and choice != "none":
+    if tools and choice != "none" and not answers_result:
         named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
         fn = next((t["function"] for t in tools if t["function"]["name"] == named), tools[0]["function"])
         call = {"name": fn["name"], "arguments": json.dumps(fill(fn.get("parameters") or {}))}

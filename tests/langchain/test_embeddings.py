@@ -16,6 +16,7 @@ from langchain_selfhosted import (
     ChatLlamaCpp,
     LlamaCppEmbeddings,
     SelfHostedRerank,
+    SGLangEmbeddings,
     TEIEmbeddings,
     VLLMEmbeddings,
 )
@@ -55,6 +56,12 @@ class TestTEIEmbeddingsUnit(TestLlamaCppEmbeddingsUnit):
     @property
     def embeddings_class(self) -> type[TEIEmbeddings]:  # type: ignore[override]
         return TEIEmbeddings
+
+
+class TestSGLangEmbeddingsUnit(TestLlamaCppEmbeddingsUnit):
+    @property
+    def embeddings_class(self) -> type[SGLangEmbeddings]:  # type: ignore[override]
+        return SGLangEmbeddings
 
 
 @pytest.mark.integration

@@ -1,4 +1,4 @@
-"""langchain-tests' standard unit suite for the three chat models (no server: nothing here touches the network)."""
+"""langchain-tests' standard unit suite for the engine chat models (no server: nothing here touches the network)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, load
-from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatTGI, ChatVLLM
+from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatSGLang, ChatTGI, ChatVLLM
 from langchain_tests.unit_tests import ChatModelUnitTests
 from syrupy.assertion import SnapshotAssertion
 
@@ -90,6 +90,14 @@ class TestChatLlamaCppUnit(_Base):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatLlamaCpp
+
+
+class TestChatSGLangUnit(_Base):
+    env_prefix = "SGLANG"
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatSGLang
 
 
 class TestChatEngineUnit(_Base):

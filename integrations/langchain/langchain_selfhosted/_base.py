@@ -246,7 +246,8 @@ class AutoEngineMixin(EngineModelMixin):
     that variable (``ENGINE_API_KEY`` while the engine is unknown)."""
 
     engine: str | None = None
-    """``"tgi"``, ``"vllm"`` or ``"llamacpp"`` (``"llama.cpp"`` too) to skip detection; None: detect it."""
+    """``"tgi"``, ``"vllm"``, ``"llamacpp"`` (``"llama.cpp"`` too) or ``"sglang"`` to skip detection; None:
+    detect it."""
     probe_timeout: float = PROBE_TIMEOUT
     """Seconds each detection probe may take."""
 

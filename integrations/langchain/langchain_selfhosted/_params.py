@@ -1,5 +1,5 @@
-"""Sampling fields of vLLM and llama.cpp, the same on their chat and text routes (TGI's differ per route
-and are declared on ``ChatTGI`` and ``TGILLM``)."""
+"""Sampling fields of vLLM, llama.cpp and SGLang, the same on their chat and text routes (TGI's differ per
+route and are declared on ``ChatTGI`` and ``TGILLM``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ._base import SAMPLING
 
-__all__ = ["LlamaCppParams", "VLLMParams"]
+__all__ = ["LlamaCppParams", "SGLangParams", "VLLMParams"]
 
 
 class VLLMParams(BaseModel):
@@ -35,3 +35,19 @@ class LlamaCppParams(BaseModel):
     """A GBNF grammar constraining every answer."""
     json_schema: Annotated[dict[str, Any] | None, SAMPLING] = None
     """A JSON schema constraining every answer."""
+
+
+class SGLangParams(BaseModel):
+    """The sampling extras SGLang reads on both its chat route (``ChatCompletionRequest``) and ``/generate``
+    (``SamplingParams``). Output constraints go per call: ``response_format=Regex(...)`` / ``Grammar(...)``
+    (``engine_clients``) become SGLang's ``regex`` / ``ebnf``, a JSON schema its ``response_format`` (chat)
+    or ``json_schema`` (``/generate``)."""
+
+    top_k: Annotated[int | None, SAMPLING] = None
+    min_p: Annotated[float | None, SAMPLING] = None
+    repetition_penalty: Annotated[float | None, SAMPLING] = None
+    min_tokens: Annotated[int | None, SAMPLING] = None
+    ignore_eos: Annotated[bool | None, SAMPLING] = None
+    stop_token_ids: Annotated[list[int] | None, SAMPLING] = None
+    stop_regex: Annotated[str | list[str] | None, SAMPLING] = None
+    """Stop where the output matches this regular expression (or any of these)."""

@@ -1,5 +1,5 @@
 """LangChain chat models for self-hosted engines: :class:`ChatTGI`, :class:`ChatVLLM`, :class:`ChatLlamaCpp`,
-and :class:`ChatEngine`, which finds out which of them serves a URL on first use.
+:class:`ChatSGLang`, and :class:`ChatEngine`, which finds out which of them serves a URL on first use.
 
 One implementation (:class:`_BaseChatEngine`) over ``engine_clients``; the engine classes only name their
 client and declare their engine's own sampling fields. Every engine difference (wire fields, tool-choice
@@ -35,17 +35,17 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, model_validator
 from typing_extensions import Self
 
-from engine_clients import Completion, LlamaCppClient, TGIClient, VLLMClient
+from engine_clients import Completion, LlamaCppClient, SGLangClient, TGIClient, VLLMClient
 
 from ._base import SAMPLING, AutoEngineMixin
 from ._chat_options import ChatClientOptions
 from ._convert import StreamConverter, completion_to_message, to_openai_messages
-from ._params import LlamaCppParams, VLLMParams
+from ._params import LlamaCppParams, SGLangParams, VLLMParams
 from ._profile import LazyProfile
 from ._stream import ChunkStream, astream_chunks, stream_chunks
 from .errors import translate_errors
 
-__all__ = ["ChatEngine", "ChatLlamaCpp", "ChatTGI", "ChatVLLM"]
+__all__ = ["ChatEngine", "ChatLlamaCpp", "ChatSGLang", "ChatTGI", "ChatVLLM"]
 
 _CALL_ARGS = ("tools", "tool_choice", "response_format", "model", "history")
 _CHOICE_WORDS = ("auto", "none", "any", "required")
@@ -305,8 +305,21 @@ class ChatLlamaCpp(LlamaCppParams, _BaseChatEngine):
     client_class = LlamaCppClient
 
 
+class ChatSGLang(SGLangParams, _BaseChatEngine):
+    """Chat model on SGLang's OpenAI-compatible server (``python -m sglang.launch_server``).
+
+    ``base_url`` / ``api_key`` default to ``$SGLANG_BASE_URL`` / ``$SGLANG_API_KEY`` (no ``/v1``). Tool
+    calling needs ``--tool-call-parser ...``, separate thinking ``--reasoning-parser ...``. SGLang has no
+    thinking budget on its chat route (``thinking_budget`` is refused). ``Regex``/``Grammar`` from
+    ``engine_clients`` as ``response_format`` become SGLang's ``regex``/``ebnf``.
+    """
+
+    client_class = SGLangClient
+
+
 class ChatEngine(AutoEngineMixin, _BaseChatEngine):
-    """Chat model on whichever engine serves ``base_url`` (TGI, vLLM or llama.cpp), detected on first use.
+    """Chat model on whichever engine serves ``base_url`` (TGI, vLLM, llama.cpp or SGLang), detected on first
+    use.
 
     >>> from langchain_selfhosted import ChatEngine
     >>> ChatEngine(base_url="http://127.0.0.1:8080").invoke("Hello")     # engine found by probing, once
@@ -315,7 +328,8 @@ class ChatEngine(AutoEngineMixin, _BaseChatEngine):
     Constructing does no I/O: the first call probes the server's discovery routes (a few short GETs,
     ``probe_timeout`` s each; see ``engine_clients.connect``), then every call talks that engine's dialect.
     ``engine=`` skips the probes. Without ``base_url``, ``$<ENGINE>_BASE_URL`` of the ``engine`` given is
-    used, or else the only ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL`` set (naming the engine).
+    used, or else the only ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL``/``SGLANG_BASE_URL`` set
+    (naming the engine).
 
     Only the sampling fields every engine takes are typed here; an engine's own (``top_k``, ``min_p``,
     ``repetition_penalty``, ``tool_prompt``...) go in ``model_kwargs`` or per call, and are refused before

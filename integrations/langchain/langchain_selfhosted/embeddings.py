@@ -1,8 +1,8 @@
 """LangChain ``Embeddings`` for self-hosted servers: :class:`LlamaCppEmbeddings` (llama-server
-``--embedding``), :class:`VLLMEmbeddings` (vLLM ``--runner pooling``) and :class:`TEIEmbeddings`
-(text-embeddings-inference). Sync and natively async; batches follow the server's limit; errors are the
-``langchain_selfhosted.errors`` classes (``ContextWindowExceededError`` is also LangChain's
-``ContextOverflowError``)."""
+``--embedding``), :class:`VLLMEmbeddings` (vLLM ``--runner pooling``), :class:`TEIEmbeddings`
+(text-embeddings-inference) and :class:`SGLangEmbeddings` (SGLang ``--is-embedding``). Sync and natively
+async; batches follow the server's limit; errors are the ``langchain_selfhosted.errors`` classes
+(``ContextWindowExceededError`` is also LangChain's ``ContextOverflowError``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,21 @@ from typing import Any, ClassVar
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from engine_clients import EnginePool, LlamaCppClient, TEIClient, VLLMClient
+from engine_clients import EnginePool, LlamaCppClient, SGLangClient, TEIClient, VLLMClient
 from engine_clients._wrapper_support import batch_options, connection_kwargs
 
 from .errors import translate_errors
 
-__all__ = ["LlamaCppEmbeddings", "SelfHostedClientMixin", "TEIEmbeddings", "VLLMEmbeddings"]
+__all__ = [
+    "LlamaCppEmbeddings",
+    "SGLangEmbeddings",
+    "SelfHostedClientMixin",
+    "TEIEmbeddings",
+    "VLLMEmbeddings",
+]
 
-EmbeddingClient = LlamaCppClient | VLLMClient | TEIClient | EnginePool
+Client = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
+EmbeddingClient = Client | EnginePool
 
 
 class SelfHostedClientMixin(BaseModel):
@@ -26,11 +33,11 @@ class SelfHostedClientMixin(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
 
-    client_class: ClassVar[type[LlamaCppClient | VLLMClient | TEIClient]]
+    client_class: ClassVar[type[Client]]
 
     base_url: str | None = None
     """Server URL; defaults to ``$<ENGINE>_BASE_URL`` (``LLAMACPP_BASE_URL``, ``VLLM_BASE_URL``,
-    ``TEI_BASE_URL``)."""
+    ``TEI_BASE_URL``, ``SGLANG_BASE_URL``)."""
     api_key: SecretStr | None = None
     """Bearer token; defaults to ``$<ENGINE>_API_KEY``."""
     model: str | None = None
@@ -43,11 +50,11 @@ class SelfHostedClientMixin(BaseModel):
     """Inputs per request; None: the server's limit (TEI's ``/info``), else the engine's default."""
     truncate: bool = False
     """Ask the server to cut inputs over the model's limit (vLLM, TEI); otherwise they raise
-    ``ContextWindowExceededError``."""
+    ``ContextWindowExceededError``. SGLang has no per-request truncation and refuses it."""
     engine_client: EmbeddingClient | None = Field(default=None, alias="client", exclude=True, repr=False)
     """``client=``: a ready ``engine_clients`` client or ``EnginePool`` (never closed by this object)."""
 
-    _built: LlamaCppClient | VLLMClient | TEIClient | None = PrivateAttr(default=None)
+    _built: Client | None = PrivateAttr(default=None)
 
     @property
     def client(self) -> EmbeddingClient:
@@ -93,3 +100,9 @@ class TEIEmbeddings(_EngineEmbeddings):
     """Embeddings from Hugging Face text-embeddings-inference."""
 
     client_class = TEIClient
+
+
+class SGLangEmbeddings(_EngineEmbeddings):
+    """Embeddings from SGLang serving an embedding model (``--is-embedding``)."""
+
+    client_class = SGLangClient

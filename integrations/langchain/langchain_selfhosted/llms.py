@@ -1,6 +1,7 @@
 """LangChain text-completion LLMs on each engine's native text route (no chat template):
-:class:`TGILLM` (``/generate``), :class:`VLLMLLM` (``/v1/completions``) and
-:class:`LlamaCppLLM` (``/completion``); :class:`EngineTextLLM` detects the engine on first use.
+:class:`TGILLM` (``/generate``), :class:`VLLMLLM` (``/v1/completions``), :class:`LlamaCppLLM`
+(``/completion``) and :class:`SGLangLLM` (``/generate``); :class:`EngineTextLLM` detects the engine on
+first use.
 
 >>> from langchain_selfhosted import LlamaCppLLM
 >>> LlamaCppLLM(base_url="http://127.0.0.1:8080", max_tokens=16).invoke("Once upon a time")
@@ -19,15 +20,15 @@ from langchain_core.language_models import LangSmithParams
 from langchain_core.language_models.llms import LLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
-from engine_clients import Completion, End, LlamaCppClient, TGIClient, Token, VLLMClient
+from engine_clients import Completion, End, LlamaCppClient, SGLangClient, TGIClient, Token, VLLMClient
 
 from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
 from ._convert import logprobs_payload
-from ._params import LlamaCppParams, VLLMParams
+from ._params import LlamaCppParams, SGLangParams, VLLMParams
 from ._stream import ChunkStream, astream_chunks, stream_chunks
 from .errors import translate_errors
 
-__all__ = ["TGILLM", "VLLMLLM", "EngineTextLLM", "LlamaCppLLM"]
+__all__ = ["TGILLM", "VLLMLLM", "EngineTextLLM", "LlamaCppLLM", "SGLangLLM"]
 
 _CALL_ARGS = ("response_format", "model")
 
@@ -200,6 +201,15 @@ class LlamaCppLLM(LlamaCppParams, _BaseEngineLLM):
     ``LLAMACPP_API_KEY``."""
 
     client_class = LlamaCppClient
+
+    presence_penalty: Annotated[float | None, SAMPLING] = None
+
+
+class SGLangLLM(SGLangParams, _BaseEngineLLM):
+    """Text completion on SGLang's native ``/generate`` (its cumulative stream is read as deltas). Env:
+    ``SGLANG_BASE_URL``, ``SGLANG_API_KEY``."""
+
+    client_class = SGLangClient
 
     presence_penalty: Annotated[float | None, SAMPLING] = None
 

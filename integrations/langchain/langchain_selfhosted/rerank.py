@@ -1,7 +1,7 @@
 """A reranker for LangChain retrievers: :class:`SelfHostedRerank`, a ``BaseDocumentCompressor`` (what
-``ContextualCompressionRetriever`` takes) over the rerank route of llama-server (``--rerank``), vLLM or
-text-embeddings-inference. It keeps the ``top_n`` most relevant documents, best first, each with its score in
-``metadata["relevance_score"]``."""
+``ContextualCompressionRetriever`` takes) over the rerank route of llama-server (``--rerank``), vLLM,
+text-embeddings-inference or SGLang. It keeps the ``top_n`` most relevant documents, best first, each with its
+score in ``metadata["relevance_score"]``."""
 
 from __future__ import annotations
 
@@ -11,30 +11,31 @@ from typing import Any, Literal
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
-from engine_clients import LlamaCppClient, Reranking, TEIClient, VLLMClient, client_class
+from engine_clients import LlamaCppClient, Reranking, SGLangClient, TEIClient, VLLMClient, client_class
 
-from .embeddings import SelfHostedClientMixin
+from .embeddings import Client, SelfHostedClientMixin
 from .errors import translate_errors
 
 __all__ = ["SelfHostedRerank"]
 
-_CLIENTS: dict[str, type[LlamaCppClient | VLLMClient | TEIClient]] = {
+_CLIENTS: dict[str, type[Client]] = {
     "llamacpp": LlamaCppClient,
     "vllm": VLLMClient,
     "tei": TEIClient,
+    "sglang": SGLangClient,
 }
 
 
 class SelfHostedRerank(SelfHostedClientMixin, BaseDocumentCompressor):
-    """``SelfHostedRerank(engine="llamacpp", base_url=...)``; ``engine``: ``"llamacpp"``, ``"vllm"`` or
-    ``"tei"`` (or pass ``client=`` a ready client or ``EnginePool``)."""
+    """``SelfHostedRerank(engine="llamacpp", base_url=...)``; ``engine``: ``"llamacpp"``, ``"vllm"``,
+    ``"tei"`` or ``"sglang"`` (or pass ``client=`` a ready client or ``EnginePool``)."""
 
-    engine: Literal["llamacpp", "vllm", "tei"] = "llamacpp"
+    engine: Literal["llamacpp", "vllm", "tei", "sglang"] = "llamacpp"
     top_n: int | None = 3
     """How many documents to keep (None: all, reordered)."""
 
     @property
-    def client_class(self) -> type[LlamaCppClient | VLLMClient | TEIClient]:  # type: ignore[override]
+    def client_class(self) -> type[Client]:  # type: ignore[override]
         return _CLIENTS.get(self.engine) or client_class(self.engine)  # type: ignore[return-value]
 
     def _options(self) -> dict[str, Any]:

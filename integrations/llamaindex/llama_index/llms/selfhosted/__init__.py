@@ -1,4 +1,5 @@
-"""LlamaIndex LLMs for self-hosted inference servers: :class:`TGI`, :class:`VLLM`, :class:`LlamaCpp`.
+"""LlamaIndex LLMs for self-hosted inference servers: :class:`TGI`, :class:`VLLM`, :class:`LlamaCpp`,
+:class:`SGLang`.
 
 >>> from llama_index.core import Settings
 >>> from llama_index.llms.selfhosted import LlamaCpp
@@ -17,6 +18,6 @@ model) read from the server on first use. Needs the ``llamaindex`` extra (``llam
 
 from ._base import EngineLLM
 from ._convert import InvalidToolCallError
-from ._engines import TGI, VLLM, LlamaCpp
+from ._engines import TGI, VLLM, LlamaCpp, SGLang
 
-__all__ = ["TGI", "VLLM", "EngineLLM", "InvalidToolCallError", "LlamaCpp"]
+__all__ = ["TGI", "VLLM", "EngineLLM", "InvalidToolCallError", "LlamaCpp", "SGLang"]

@@ -72,9 +72,9 @@ class EngineLLM(
       routes (a few short GETs, ``probe_timeout`` s each; see ``engine_clients.connect``), the engine found is
       written to ``engine``, and every call talks its dialect. ``engine=`` skips the probes. Without
       ``base_url``, ``$<ENGINE>_BASE_URL`` of the ``engine`` given is used, or else the only
-      ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL`` set (naming the engine). Only the common
-      sampling fields are typed: an engine's own go in ``additional_kwargs`` (refused before sending by an
-      engine that lacks them), raw body fields in ``extra_body``.
+      ``TGI_BASE_URL``/``VLLM_BASE_URL``/``LLAMACPP_BASE_URL``/``SGLANG_BASE_URL`` set (naming the engine).
+      Only the common sampling fields are typed: an engine's own go in ``additional_kwargs`` (refused before
+      sending by an engine that lacks them), raw body fields in ``extra_body``.
     * ``client=``: a ready ``engine_clients`` client or ``EnginePool`` (any engine for ``EngineLLM``, the
       class's own for ``TGI``/``VLLM``/``LlamaCpp``); its connection, ``history`` and tool-call recovery
       settings are its own.
@@ -108,8 +108,8 @@ class EngineLLM(
     )
     engine: str | None = Field(
         default=None,
-        description="'tgi', 'vllm' or 'llamacpp'. Fixed by TGI/VLLM/LlamaCpp; on EngineLLM, None means: "
-        "detect it on first use (then it is filled in).",
+        description="'tgi', 'vllm', 'llamacpp' or 'sglang'. Fixed by TGI/VLLM/LlamaCpp/SGLang; on EngineLLM, "
+        "None means: detect it on first use (then it is filled in).",
     )
     probe_timeout: float = Field(
         default=PROBE_TIMEOUT, gt=0, description="Seconds each engine-detection probe may take (auto mode)."

@@ -4,11 +4,11 @@ from typing import ClassVar
 
 from llama_index.core.bridge.pydantic import Field
 
-from engine_clients import BaseClient, LlamaCppClient, TGIClient, VLLMClient
+from engine_clients import BaseClient, LlamaCppClient, SGLangClient, TGIClient, VLLMClient
 
 from ._base import COMMON_PARAMS, EngineLLM
 
-__all__ = ["TGI", "VLLM", "LlamaCpp"]
+__all__ = ["TGI", "VLLM", "LlamaCpp", "SGLang"]
 
 
 class TGI(EngineLLM):
@@ -73,3 +73,29 @@ class LlamaCpp(EngineLLM):
     min_p: float | None = Field(default=None, description="Min-p sampling.")
     typical_p: float | None = Field(default=None, description="Locally typical sampling mass.")
     repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
+
+
+class SGLang(EngineLLM):
+    """SGLang's server (``python -m sglang.launch_server``) as a LlamaIndex LLM (``SGLANG_BASE_URL``,
+    ``SGLANG_API_KEY``; no ``/v1`` in the URL).
+
+    Chat uses ``/v1/chat/completions`` (tool calling needs ``--tool-call-parser ...``, separate thinking
+    ``--reasoning-parser ...``; no ``thinking_budget`` there); ``complete(..., formatted=True)`` uses the
+    native ``/generate``. ``Regex``/``Grammar`` from ``engine_clients`` as ``response_format`` become
+    SGLang's ``regex``/``ebnf``.
+    """
+
+    client_class: ClassVar[type[BaseClient]] = SGLangClient
+    chat_params: ClassVar[tuple[str, ...]] = (
+        *COMMON_PARAMS,
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "min_tokens",
+    )
+    text_params: ClassVar[tuple[str, ...]] = chat_params
+
+    top_k: int | None = Field(default=None, description="Top-k sampling.")
+    min_p: float | None = Field(default=None, description="Min-p sampling.")
+    repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
+    min_tokens: int | None = Field(default=None, description="Least number of tokens to generate.")

@@ -11,23 +11,25 @@ from typing import Any, ClassVar
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from engine_clients import EnginePool, LlamaCppClient, TEIClient, VLLMClient
+from engine_clients import EnginePool, LlamaCppClient, SGLangClient, TEIClient, VLLMClient
 from engine_clients._wrapper_support import batch_options, connection_kwargs
 
-__all__ = ["EngineEmbedding", "LlamaCppEmbedding", "TEIEmbedding", "VLLMEmbedding"]
+__all__ = ["EngineEmbedding", "LlamaCppEmbedding", "SGLangEmbedding", "TEIEmbedding", "VLLMEmbedding"]
 
-Client = LlamaCppClient | VLLMClient | TEIClient
+Client = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
 
 
 class EngineEmbedding(BaseEmbedding):
-    """Shared implementation: :class:`LlamaCppEmbedding`, :class:`VLLMEmbedding`, :class:`TEIEmbedding`."""
+    """Shared implementation: :class:`LlamaCppEmbedding`, :class:`VLLMEmbedding`, :class:`TEIEmbedding`,
+    :class:`SGLangEmbedding`."""
 
     model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
 
     client_class: ClassVar[type[Client]]
 
     base_url: str | None = None
-    """Server URL; defaults to ``$LLAMACPP_BASE_URL`` / ``$VLLM_BASE_URL`` / ``$TEI_BASE_URL``."""
+    """Server URL; defaults to ``$LLAMACPP_BASE_URL`` / ``$VLLM_BASE_URL`` / ``$TEI_BASE_URL`` /
+    ``$SGLANG_BASE_URL``."""
     api_key: SecretStr | None = None
     model: str | None = None
     """Model name sent with each request (None: the server's own)."""
@@ -38,7 +40,8 @@ class EngineEmbedding(BaseEmbedding):
     batch_size: int | None = None
     """Inputs per HTTP request; None: the server's limit."""
     truncate: bool = False
-    """Ask the server to cut over-long inputs (vLLM, TEI); otherwise ``ContextWindowExceededError``."""
+    """Ask the server to cut over-long inputs (vLLM, TEI; SGLang refuses it); otherwise
+    ``ContextWindowExceededError``."""
     embed_batch_size: int = Field(default=2048, gt=0, le=2048)
     engine_client: Client | EnginePool | None = Field(default=None, alias="client", exclude=True, repr=False)
     """``client=``: a ready ``engine_clients`` client or ``EnginePool`` (never closed here)."""
@@ -99,3 +102,9 @@ class TEIEmbedding(EngineEmbedding):
     """Hugging Face text-embeddings-inference."""
 
     client_class = TEIClient
+
+
+class SGLangEmbedding(EngineEmbedding):
+    """SGLang serving an embedding model (``--is-embedding``)."""
+
+    client_class = SGLangClient

@@ -1,4 +1,4 @@
-"""A LlamaIndex reranker over llama-server (``--rerank``), vLLM or text-embeddings-inference:
+"""A LlamaIndex reranker over llama-server (``--rerank``), vLLM, text-embeddings-inference or SGLang:
 :class:`SelfHostedRerank`, a ``BaseNodePostprocessor`` for ``node_postprocessors=[...]``."""
 
 from ._base import SelfHostedRerank

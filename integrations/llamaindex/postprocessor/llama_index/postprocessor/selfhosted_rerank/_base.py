@@ -8,23 +8,28 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from engine_clients import EnginePool, LlamaCppClient, Reranking, TEIClient, VLLMClient
+from engine_clients import EnginePool, LlamaCppClient, Reranking, SGLangClient, TEIClient, VLLMClient
 from engine_clients._wrapper_support import batch_options, connection_kwargs
 
 __all__ = ["SelfHostedRerank"]
 
-Client = LlamaCppClient | VLLMClient | TEIClient
-_CLIENTS: dict[str, type[Client]] = {"llamacpp": LlamaCppClient, "vllm": VLLMClient, "tei": TEIClient}
+Client = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
+_CLIENTS: dict[str, type[Client]] = {
+    "llamacpp": LlamaCppClient,
+    "vllm": VLLMClient,
+    "tei": TEIClient,
+    "sglang": SGLangClient,
+}
 
 
 class SelfHostedRerank(BaseNodePostprocessor):
     """``SelfHostedRerank(engine="llamacpp", base_url=..., top_n=3)``; ``engine``: ``"llamacpp"``,
-    ``"vllm"`` or ``"tei"`` (or ``client=`` a ready client or ``EnginePool``). Each kept node's score
-    becomes the server's relevance score; batches follow the server's limit."""
+    ``"vllm"``, ``"tei"`` or ``"sglang"`` (or ``client=`` a ready client or ``EnginePool``). Each kept node's
+    score becomes the server's relevance score; batches follow the server's limit."""
 
     model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
 
-    engine: Literal["llamacpp", "vllm", "tei"] = "llamacpp"
+    engine: Literal["llamacpp", "vllm", "tei", "sglang"] = "llamacpp"
     base_url: str | None = None
     api_key: SecretStr | None = None
     model: str | None = None
