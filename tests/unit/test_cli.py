@@ -1,6 +1,6 @@
 """The ``engine-clients`` command without servers: what ``import engine_clients`` must not import, the
 help texts a newcomer reads, the demo's check of tool arguments, and the loadtest's figures on a stand-in
-stream (the real-server runs are in ``tests/integration/test_cli.py``)."""
+stream (the real-server runs are in ``tests/integration/test_cli_commands.py``)."""
 
 from __future__ import annotations
 
