@@ -85,7 +85,8 @@ def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[
 
     parts = urlsplit(base)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    path, body = _raw_body("chat", opts)
+    route, body = _raw_body("chat", opts)
+    path = parts.path.rstrip("/") + route  # the firehose's base URL carries the stream's shape in its path
     payload = json.dumps(body).encode()
     request = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -132,6 +133,7 @@ def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[
             head, raw = raw.split(b"\r\n\r\n", 1)
             chunked = b"chunked" in head.lower()
             body_buf, events = b"", b""
+            ended = False
             while True:
                 if chunked:
                     while True:  # take every whole chunk in raw
@@ -142,7 +144,8 @@ def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[
                         if len(raw) < eol + 2 + size + 2:
                             break
                         if size == 0:
-                            return
+                            ended = True
+                            break
                         body_buf += raw[eol + 2 : eol + 2 + size]
                         raw = raw[eol + 2 + size + 2 :]
                 else:
@@ -158,6 +161,8 @@ def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[
                         text = _content(data)
                         if text:
                             yield text
+                if ended:
+                    return
                 got = await proto.more()
                 if not got:
                     return
@@ -224,7 +229,7 @@ TRANSPORT_SPECS = [
         "async",
         lc_aiohttp,
         twin="raw:aiohttp+json:async",
-        needs=(*_LC, "httpx_aiohttp"),
+        needs=("httpx_aiohttp", *_LC),
         label="langchain:ChatVLLM.astream, http_backend=aiohttp",
     ),
     Spec(
