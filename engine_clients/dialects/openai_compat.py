@@ -67,9 +67,11 @@ class OpenAICompatDialect(AdapterCodec):
     merged_extra_keys: ClassVar[tuple[str, ...]] = ("chat_template_kwargs",)
     # thinking control (``thinking``, ``reasoning_effort``, ``thinking_budget``) -> wire field path
     reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-    # True: the engine holds a named tool_choice's arguments to the tool's schema (the named tool going out
-    # strict, which vLLM needs for that); None: not known. Reported as EngineInfo.constrained_tool_arguments.
+    # True: the engine holds a forced (named or "required") tool call's arguments to the tool's schema (the
+    # tools going out strict, which vLLM needs for that); None: not known. Reported as EngineInfo.constrained_tool_arguments.
     constrains_named_tools: ClassVar[bool | None] = None
+    # True: the engine pins only strict tools' arguments, so a forced call's tools are sent strict (vLLM)
+    strict_pins_arguments: ClassVar[bool] = False
 
     # -- chat ---------------------------------------------------------------------------------------
     def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
@@ -164,9 +166,14 @@ class OpenAICompatDialect(AdapterCodec):
     def apply_tools(
         self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
     ) -> None:
-        if isinstance(choice, NamedToolChoice) and self.constrains_named_tools:
-            named = choice.name  # that tool goes out strict, unless its strict was set either way
-            tools = [replace(t, strict=True) if t.name == named and t.strict is None else t for t in tools]
+        forced = isinstance(choice, NamedToolChoice) or choice == "required"
+        if forced and self.strict_pins_arguments:
+            # the tools a forced call may use go out strict (vLLM pins only strict tools' arguments to their
+            # schema), unless the caller set strict either way
+            named = choice.name if isinstance(choice, NamedToolChoice) else None
+            tools = [
+                replace(t, strict=True) if named in (None, t.name) and t.strict is None else t for t in tools
+            ]
         body["tools"] = [self.encode_tool(t) for t in tools]
         if isinstance(choice, NamedToolChoice):
             body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}

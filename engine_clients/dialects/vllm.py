@@ -93,6 +93,7 @@ class VLLMDialect(EmbeddingCodec):
     # arguments only when the tool is strict (structural_tag_registry._resolve_tool_strictness): otherwise
     # any JSON fits, as the bare "a" seen on 0.32 did. So the named tool goes out strict (see apply_tools).
     constrains_named_tools: ClassVar[bool | None] = True
+    strict_pins_arguments = True
 
     def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
         if isinstance(fmt, Regex):

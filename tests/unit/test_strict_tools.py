@@ -62,10 +62,18 @@ def test_vllm_named_choice_keeps_a_strict_the_caller_set(strict: bool) -> None:
     assert functions(body)["get_weather"]["strict"] is strict
 
 
-@pytest.mark.parametrize("choice", [None, "auto", "required", "none"])
-def test_vllm_other_choices_leave_strict_alone(choice: str | None) -> None:
+@pytest.mark.parametrize("choice", [None, "auto", "none"])
+def test_vllm_unforced_choices_leave_strict_alone(choice: str | None) -> None:
     body = VLLM.build_chat("hi", tools=[WEATHER], tool_choice=choice).json
     assert "strict" not in functions(body)["get_weather"]
+
+
+def test_vllm_required_sends_every_tool_strict_unless_set() -> None:
+    """``"required"`` (LangChain's ``tool_choice="any"``) forces a call too: its tools' arguments are pinned."""
+    time_loose = Tool("get_time", parameters={"type": "object", "properties": {}}, strict=False)
+    body = VLLM.build_chat("hi", tools=[WEATHER, time_loose], tool_choice="required").json
+    assert functions(body)["get_weather"]["strict"] is True
+    assert functions(body)["get_time"]["strict"] is False
 
 
 def test_llamacpp_named_choice_is_that_tool_required_constrained_by_its_grammar() -> None:
