@@ -20,25 +20,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import BaseClient, LlamaCppClient, TGIClient, Token, VLLMClient
+from .._doctor.chat import WEATHER_TOOL as _DOCTOR_TOOL
 from ..types import ToolCall
 
 CLIENTS: dict[str, type[BaseClient]] = {"tgi": TGIClient, "vllm": VLLMClient, "llamacpp": LlamaCppClient}
 ENV = {"tgi": "TGI_BASE_URL", "vllm": "VLLM_BASE_URL", "llamacpp": "LLAMACPP_BASE_URL"}
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-        "strict": True,  # vLLM constrains only strict tools' arguments to the schema
-    },
-}
+# the doctor's weather tool, strict: vLLM constrains only strict tools' arguments to the schema
+WEATHER_TOOL = {**_DOCTOR_TOOL, "function": {**_DOCTOR_TOOL["function"], "strict": True}}
 CITY_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
@@ -152,7 +141,7 @@ def run_engine_clients(engine: str, url: str, api_key: str | None) -> None:
             max_tokens=128,
             temperature=0,
         )
-        params = WEATHER_TOOL["function"]["parameters"]  # type: ignore[index]
+        params = WEATHER_TOOL["function"]["parameters"]
         for call in result.tool_calls:
             print(f"   {describe_call(call, params)}  finish_reason={result.finish_reason}")
         say("structured output (JSON schema)")
