@@ -24,10 +24,6 @@ pytestmark = pytest.mark.integration
 ARGS_FROM_PROMPT = "the scripted model cannot read argument values from the prompt (it sends placeholders)"
 UNPROMPTED_TOOL = "with tool_choice='auto' the scripted model answers text; it cannot decide to call a tool"
 JSON_KEYS_FROM_PROMPT = "json_mode fixes no schema: the scripted model cannot take the keys from the prompt"
-VLLM_LOOSE_ARGS = (
-    "vLLM does not constrain non-strict tool arguments to the schema and the scripted model writes "
-    "{'a': 'a'} (schema-following arguments need a model that reads the tool definition)"
-)
 both_outputs = pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
 
 
@@ -147,10 +143,5 @@ class TestChatVLLMIntegration(_Base):
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatVLLM
 
-    @pytest.mark.xfail(reason=VLLM_LOOSE_ARGS)
-    def test_bind_runnables_as_tools(self, model: BaseChatModel) -> None:
-        super().test_bind_runnables_as_tools(model)
-
-    @pytest.mark.xfail(reason=VLLM_LOOSE_ARGS)
-    def test_tool_calling_with_no_arguments(self, model: BaseChatModel) -> None:
-        super().test_tool_calling_with_no_arguments(model)
+    # test_bind_runnables_as_tools and test_tool_calling_with_no_arguments pass since issue 19: a forced tool
+    # call ("any" -> "required") sends its tools strict, and vLLM pins strict tools' arguments to the schema
