@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DECODE_PNG = "bench_stream_decode.png"
 CONC_PNG = "bench_concurrency.png"
+CONC_LINES_PNG = "bench_concurrency_lines.png"
 
 GROUP_ORDER = {"raw": 0, "ours": 1, "peer": 2, "floor": 3}
 
@@ -537,6 +538,34 @@ def draw_decode(detail: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def draw_concurrency_lines(detail: dict[str, Any], path: Path) -> None:
+    """Wall time over ideal against the number of streams, one line per client (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = detail["results"]
+    labels = detail.get("labels", {})
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for name, per in res.items():
+        points = sorted((int(k), lv["wall_over_ideal"]) for k, lv in per.items() if int(k) > 0)
+        if points:
+            style = "--" if name.startswith("peer:") else ":" if name.startswith("raw:") else "-"
+            ax.plot(*zip(*points, strict=True), style, marker="o", label=labels.get(name, name))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("wall time / ideal (1.0 = no client overhead)")
+    ax.set_title("Concurrent async streams of 64 tokens: wall time over ideal")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def draw_concurrency(detail: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -548,14 +577,14 @@ def draw_concurrency(detail: dict[str, Any], path: Path) -> None:
     levels = sorted({int(k) for per in res.values() for k in per if int(k) > 0})
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 2.2), sharey=True)
     width = 0.8 / max(1, len(levels))
-    shades = ["#c6dbef", "#6baed6", "#08519c"]
+    shades = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]
     y0 = list(range(len(names)))[::-1]
     for li, k in enumerate(levels):
         ys = [y - 0.4 + width * (li + 0.5) for y in y0]
         ratio = [(res[n].get(str(k)) or res[n].get(k) or {}).get("wall_over_ideal", 0) for n in names]
         ttft = [((res[n].get(str(k)) or res[n].get(k) or {}).get("ttft_p99_s") or 0) * 1000 for n in names]
-        axes[0].barh(ys, ratio, height=width, color=shades[li % 3], label=f"{k} streams")
-        axes[1].barh(ys, ttft, height=width, color=shades[li % 3], label=f"{k} streams")
+        axes[0].barh(ys, ratio, height=width, color=shades[li % 4], label=f"{k} streams")
+        axes[1].barh(ys, ttft, height=width, color=shades[li % 4], label=f"{k} streams")
     # log scales: peers that queue behind a connection limit are 10x off, ours within a few tens of percent
     axes[0].set_xscale("log")
     axes[1].set_xscale("log")
@@ -658,6 +687,7 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
     conc = results.get("concurrency", {}).get("detail")
     if conc:
         draw_concurrency(conc, DOCS / CONC_PNG)
+        draw_concurrency_lines(conc, DOCS / CONC_LINES_PNG)
         lv = ", ".join(
             f"{k} streams at {c['delay_ms']:g} ms/token (ideal {c['ideal_s']:.2f} s)"
             for k, c in conc["levels"].items()
@@ -676,7 +706,7 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
             "streams (httpcore's pool bookkeeping): `python -m bench.repro_warm_pool` shows it.\n\n"
         )
         parts.append(concurrency_table(conc) + "\n\n")
-        parts.append(f"![concurrency]({CONC_PNG})\n")
+        parts.append(f"![concurrency]({CONC_PNG})\n\n![wall over ideal against streams]({CONC_LINES_PNG})\n")
         if conc.get("errors"):
             parts.append(
                 "\nErrors: " + "; ".join(f"`{k}`: {v[:200]}" for k, v in conc["errors"].items()) + "\n"
