@@ -40,6 +40,8 @@ SERVERS: dict[str, str] = {
     "http://llama-1:8080": "llama_server_keyed",  # the docs' "change-me" -> its key
     "http://127.0.0.1:8081": "llama_embed_server",
     "http://127.0.0.1:8082": "llama_rerank_server",
+    "http://127.0.0.1:8083": "docs_lora_server",  # llama-server with the kit's "lora" adapter at scale 0
+    "http://127.0.0.1:8084": "docs_router_server",  # router mode over two scripted GGUFs, alpha and beta
     "http://localhost:8000": "vllm_server",
     "http://gpu-1:8000": "vllm_server",
     "http://gpu-2:8000": "vllm_server",  # written as localhost: a second replica URL for the same server
@@ -96,6 +98,22 @@ def test_the_collector_finds_the_examples() -> None:
     }
     skipped = [e for e in EXAMPLES if e.skip]
     assert 0 < len(skipped) <= 6, [e.id for e in skipped]  # keep these few: each says why
+
+
+@pytest.fixture(scope="module")
+def docs_lora_server(llamacpp_provisioned: None) -> Iterator[Any]:
+    from engine_clients.testing import start_llama_lora_server
+
+    with start_llama_lora_server(("LoRA",)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def docs_router_server(llamacpp_provisioned: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from engine_clients.testing import scripted_models_dir, start_llama_router
+
+    with start_llama_router(scripted_models_dir(tmp_path_factory.mktemp("models"))) as server:
+        yield server
 
 
 def _tgi_chat(request: httpx.Request) -> httpx.Response:

@@ -5,6 +5,8 @@ server, cancellation freeing the server's slot, and no cap on concurrent connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import pickle
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +37,7 @@ from tests.integration.test_faults import (
 pytestmark = pytest.mark.integration
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 32}
 BACKENDS = ["httpx", "aiohttp"]
+CHATML_HI = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"  # the scripted models' prompt format
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -168,3 +171,45 @@ async def test_no_cap_on_concurrent_connections(loopback: Callable[[Handler], Lo
     await asyncio.gather(*(transport.request(HttpRequest("GET", "/x")) for _ in range(150)))
     assert server.count == 150 and most > 100
     await client.aclose()
+
+
+# ---- the dialect matrix and pickling on the aiohttp backend ---------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "vllm", "sglang"])
+async def test_every_engine_streams_on_aiohttp(engine: str, request: pytest.FixtureRequest) -> None:
+    """Each engine's chat, stream and native text stream through aiohttp's sockets (TGI cannot run here; its
+    dialect is the same code above the socket layer)."""
+    from engine_clients import SGLangClient
+    from engine_clients.testing.fake_sglang import start_fake_sglang
+
+    with contextlib.ExitStack() as stack:
+        if engine == "sglang":
+            server: Any = stack.enter_context(start_fake_sglang())
+            client: Any = SGLangClient(server.base_url, http_backend="aiohttp")
+        else:
+            server = request.getfixturevalue("llama_server" if engine == "llamacpp" else "vllm_server")
+            cls = LlamaCppClient if engine == "llamacpp" else VLLMClient
+            client = cls(server.base_url, model=server.model, http_backend="aiohttp")
+        answer = await client.achat("hi", **GREEDY)
+        streamed = "".join(
+            [e.text async for e in client.achat_stream("hi", **GREEDY) if isinstance(e, Token)]
+        )
+        generated = "".join(
+            [e.text async for e in client.agenerate_stream(CHATML_HI, max_tokens=8) if isinstance(e, Token)]
+        )
+        assert answer.content.strip() == streamed.strip() == "Hello world."
+        assert generated  # the native text route streams too
+        await client.aclose()
+
+
+def test_pickling_is_the_same_on_aiohttp(llama_server: EngineServer) -> None:
+    from langchain_selfhosted import ChatLlamaCpp
+
+    client = LlamaCppClient(llama_server.base_url, http_backend="aiohttp")
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(client)
+    model = ChatLlamaCpp(base_url=llama_server.base_url, http_backend="aiohttp", max_tokens=8, temperature=0)
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.http_backend == "aiohttp"
+    assert restored.invoke("hi").content.strip() == "Hello world."
