@@ -68,7 +68,8 @@ class OpenAICompatDialect(AdapterCodec):
     # thinking control (``thinking``, ``reasoning_effort``, ``thinking_budget``) -> wire field path
     reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     # True: the engine holds a forced (named or "required") tool call's arguments to the tool's schema (the
-    # tools going out strict, which vLLM needs for that); None: not known. Reported as EngineInfo.constrained_tool_arguments.
+    # tools going out strict, which vLLM needs for that); None: not known. Reported as
+    # EngineInfo.constrained_tool_arguments.
     constrains_named_tools: ClassVar[bool | None] = None
     # True: the engine pins only strict tools' arguments, so a forced call's tools are sent strict (vLLM)
     strict_pins_arguments: ClassVar[bool] = False
