@@ -230,7 +230,14 @@ def check_tools(s: Session, need: int | None) -> None:
             label = f"tools: tool_choice={choice!r}"
             cap = "tools_auto" if choice == "auto" else "tools"
             try:
-                r = client.chat(TOOL_ASK, tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=choice, **TOOL_ARGS)
+                # "required" is asked with tools marked non-strict: the client would otherwise send a forced
+                # call's tools strict itself, and this row is where loose arguments show (what "auto" gets)
+                tools = (
+                    [_loose(WEATHER_TOOL), _loose(TIME_TOOL)]
+                    if choice == "required"
+                    else [WEATHER_TOOL, TIME_TOOL]
+                )
+                r = client.chat(TOOL_ASK, tools=tools, tool_choice=choice, **TOOL_ARGS)
             except EngineError as exc:
                 _failed(s, cap, label, exc)
                 if isinstance(exc, AuthenticationError):
@@ -273,6 +280,10 @@ def _fits(call: ToolCall) -> bool:
     """The arguments fit the offered schemas: one string ``city``."""
     args = call.arguments
     return isinstance(args, dict) and set(args) == {"city"} and isinstance(args.get("city"), str)
+
+
+def _loose(tool: dict[str, Any]) -> dict[str, Any]:
+    return {**tool, "function": {**tool["function"], "strict": False}}
 
 
 def _strict_retry(s: Session, client: Any, choice: str, label: str, calls: str) -> None:
