@@ -3,12 +3,10 @@ a strict chat template that wants alternating turns, and a tool parser that leav
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import respx
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
@@ -16,19 +14,11 @@ from langchain_selfhosted import ChatEngine, ChatVLLM
 from langchain_selfhosted import errors as lc_errors
 
 from engine_clients.dialects.history import TemplateRules
-from tests.support.mock_streams import event_stream, sse
+from tests.support.strict_vllm import LEAK, MERGED, sent_roles, serve
 
 BASE = "http://engine.test"
 CHAT = f"{BASE}/v1/chat/completions"
-REFUSAL = {
-    "object": "error",
-    "message": "Conversation roles must alternate user/assistant/user/assistant/...",
-    "type": "BadRequestError",
-    "code": 400,
-}
 HISTORY: list[BaseMessage] = [SystemMessage("Be brief."), HumanMessage("hi"), HumanMessage("there")]
-MERGED = {"kind": "merged_consecutive", "index": 2}
-LEAK = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
 WEATHER = {
     "type": "function",
     "function": {
@@ -39,49 +29,10 @@ WEATHER = {
 }
 
 
-def answer(content: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": "m",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    }
-
-
-def streamed(content: str) -> httpx.Response:
-    pieces = [content[i : i + 7] for i in range(0, len(content), 7)]
-    events = [
-        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
-        for p in pieces
-    ]
-    events.append({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    return event_stream(sse(*events))
-
-
-def serve(content: str, *, strict: bool = False) -> Any:
-    """A vLLM chat route answering ``content``; ``strict``: its template refuses non-alternating roles."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        roles = [m["role"] for m in body["messages"]]
-        if strict and any(a == b for a, b in itertools.pairwise(roles)):
-            return httpx.Response(400, json=REFUSAL)
-        return streamed(content) if body.get("stream") else httpx.Response(200, json=answer(content))
-
-    return handler
-
-
 @pytest.fixture
 def router() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False) as r:
         yield r
-
-
-def sent_roles(router: respx.MockRouter) -> list[list[str]]:
-    return [[m["role"] for m in json.loads(c.request.content)["messages"]] for c in router.calls]
 
 
 def merged(chunks: list[AIMessageChunk]) -> AIMessageChunk:
