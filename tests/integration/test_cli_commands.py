@@ -152,7 +152,7 @@ def test_loadtest_two_levels(llama_server: EngineServer, tmp_path: Path, cli: An
     assert result["engine"] == "llamacpp"
     assert [lv["concurrency"] for lv in result["levels"]] == [1, 2]
     for lv in result["levels"]:
-        assert (lv["requests"], lv["errors"]) == (4, 0)
+        assert (lv["requests"], lv["errors"]) == (4, 0), lv.get("error_sample")  # say which error, if any
         assert lv["output_tokens"] == 4 * 4  # " Hello world." is 4 tokens, then end of sequence
         assert lv["ttft"]["p50"] > 0 and lv["itl"]["p50"] is not None and lv["output_tokens_per_s"] > 0
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
