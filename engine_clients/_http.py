@@ -140,23 +140,37 @@ def _wait(state: RetryCallState) -> float:
         return LOADING_POLL
     if isinstance(exc, UpstreamUnreachableError):
         return REROUTE_WAIT
+    if _stale_connection(exc) and state.attempt_number == 1:
+        return 0.0  # a fresh connection, at once
     return float(tenacity_lib().backoff(state))
+
+
+def _stale_connection(exc: BaseException | None) -> bool:
+    """A pooled keep-alive connection the server had already closed: the request never reached it (httpcore:
+    "Server disconnected without sending a response"), so sending it again on a new connection is safe."""
+    cause = exc.__cause__ if isinstance(exc, EngineUnavailableError) else None
+    return isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in str(cause)
 
 
 class _Stop:
     """Stop after ``retries`` retries of faults. Neither a loading server's polls (until ``load`` seconds
-    have passed since the first attempt) nor a router's first ``REROUTES`` re-picks count as retries."""
+    have passed since the first attempt), nor a router's first ``REROUTES`` re-picks, nor one resend after a
+    stale pooled connection count as retries (so ``max_retries=0`` still survives a keep-alive race)."""
 
     def __init__(self, retries: int, load: float) -> None:
         self.retries = retries
         self.load = load
         self.faults = 0
         self.reroutes = 0
+        self.resent = False
 
     def __call__(self, state: RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ModelLoadingError):
             return (state.seconds_since_start or 0.0) + LOADING_POLL > self.load
+        if not self.resent and _stale_connection(exc):
+            self.resent = True
+            return False
         if isinstance(exc, UpstreamUnreachableError) and self.reroutes < REROUTES:
             self.reroutes += 1
             return False

@@ -13,6 +13,7 @@ import respx
 
 from engine_clients import (
     EnginePool,
+    EngineUnavailableError,
     InternalServerError,
     LlamaCppClient,
     ModelLoadingError,
@@ -147,3 +148,31 @@ def test_an_engines_own_500_is_not_rerouted(waits: list[float]) -> None:
             VLLMClient(V, model="m", max_retries=0).chat("hi", session_id="s1")
     assert not isinstance(info.value, UpstreamUnreachableError)
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_stale_pooled_connection_is_resent_once_even_without_retries(
+    mode: str, waits: list[float]
+) -> None:
+    """httpcore's "Server disconnected without sending a response": a keep-alive connection the server had
+    closed; the request never reached it, so one resend on a fresh connection is safe and not a retry."""
+    stale = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    with respx.mock:
+        route = respx.post(f"{V}/v1/chat/completions").mock(side_effect=[stale, httpx.Response(200, json=OK)])
+        client = VLLMClient(V, model="m", max_retries=0)
+        answer = client.chat("hi") if mode == "sync" else await client.achat("hi")
+    assert answer.content == "hi" and route.call_count == 2 and waits == [0.0]
+
+
+def test_only_one_resend_and_other_disconnects_are_not_resent(waits: list[float]) -> None:
+    stale = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    with respx.mock:
+        route = respx.post(f"{V}/v1/chat/completions").mock(side_effect=[stale, stale])
+        with pytest.raises(EngineUnavailableError):
+            VLLMClient(V, model="m", max_retries=0).chat("hi")
+        assert route.call_count == 2
+    with respx.mock:
+        refused = respx.post(f"{V}/v1/chat/completions").mock(side_effect=httpx.ConnectError("refused"))
+        with pytest.raises(EngineUnavailableError):
+            VLLMClient(V, model="m", max_retries=0).chat("hi")
+        assert refused.call_count == 1
