@@ -11,22 +11,15 @@ from typing import Any, Literal
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
-from engine_clients import LlamaCppClient, Reranking, SGLangClient, TEIClient, VLLMClient, client_class
+from engine_clients import Reranking
+from engine_clients._wrapper_fields import EmbeddingClient, EmbeddingServerFields, embedding_client_class
 
-from .embeddings import Client, SelfHostedClientMixin
 from .errors import translate_errors
 
 __all__ = ["SelfHostedRerank"]
 
-_CLIENTS: dict[str, type[Client]] = {
-    "llamacpp": LlamaCppClient,
-    "vllm": VLLMClient,
-    "tei": TEIClient,
-    "sglang": SGLangClient,
-}
 
-
-class SelfHostedRerank(SelfHostedClientMixin, BaseDocumentCompressor):
+class SelfHostedRerank(EmbeddingServerFields, BaseDocumentCompressor):
     """``SelfHostedRerank(engine="llamacpp", base_url=...)``; ``engine``: ``"llamacpp"``, ``"vllm"``,
     ``"tei"`` or ``"sglang"`` (or pass ``client=`` a ready client or ``EnginePool``)."""
 
@@ -34,12 +27,11 @@ class SelfHostedRerank(SelfHostedClientMixin, BaseDocumentCompressor):
     top_n: int | None = 3
     """How many documents to keep (None: all, reordered)."""
 
-    @property
-    def client_class(self) -> type[Client]:  # type: ignore[override]
-        return _CLIENTS.get(self.engine) or client_class(self.engine)  # type: ignore[return-value]
+    def _client_class(self) -> type[EmbeddingClient]:
+        return embedding_client_class(self.engine)
 
-    def _options(self) -> dict[str, Any]:
-        return {**super()._options(), "top_n": self.top_n}
+    def _options(self, **extra: Any) -> dict[str, Any]:
+        return super()._options(top_n=self.top_n, **extra)
 
     @staticmethod
     def _documents(documents: Sequence[Document], ranking: Reranking) -> list[Document]:

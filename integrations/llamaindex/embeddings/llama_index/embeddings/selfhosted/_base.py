@@ -6,66 +6,34 @@ engine client then splits them into the batches the server takes (TEI's ``max_cl
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import ConfigDict, Field
 
-from engine_clients import EnginePool, LlamaCppClient, SGLangClient, TEIClient, VLLMClient
-from engine_clients._wrapper_support import batch_options, connection_kwargs
+from engine_clients import LlamaCppClient, SGLangClient, TEIClient, VLLMClient
+from engine_clients._wrapper_fields import EmbeddingServerFields
 
 __all__ = ["EngineEmbedding", "LlamaCppEmbedding", "SGLangEmbedding", "TEIEmbedding", "VLLMEmbedding"]
 
-Client = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
 
-
-class EngineEmbedding(BaseEmbedding):
+class EngineEmbedding(EmbeddingServerFields, BaseEmbedding):
     """Shared implementation: :class:`LlamaCppEmbedding`, :class:`VLLMEmbedding`, :class:`TEIEmbedding`,
-    :class:`SGLangEmbedding`."""
+    :class:`SGLangEmbedding`. The connection and batching fields (``base_url``, ``api_key``, ``model``,
+    ``timeout``, ``max_retries``, ``default_headers``, ``http_backend``, ``batch_size``, ``truncate``,
+    ``client=``) are ``engine_clients``' shared wrapper fields."""
 
     model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
 
-    client_class: ClassVar[type[Client]]
-
-    base_url: str | None = None
-    """Server URL; defaults to ``$LLAMACPP_BASE_URL`` / ``$VLLM_BASE_URL`` / ``$TEI_BASE_URL`` /
-    ``$SGLANG_BASE_URL``."""
-    api_key: SecretStr | None = None
-    model: str | None = None
-    """Model name sent with each request (None: the server's own)."""
-    timeout: float | None = None
-    max_retries: int = 2
-    default_headers: dict[str, str] | None = None
-    http_backend: str | None = None  # "httpx" or "aiohttp" (None: $ENGINE_CLIENTS_HTTP_BACKEND)
-    batch_size: int | None = None
-    """Inputs per HTTP request; None: the server's limit."""
-    truncate: bool = False
-    """Ask the server to cut over-long inputs (vLLM, TEI; SGLang refuses it); otherwise
-    ``ContextWindowExceededError``."""
     embed_batch_size: int = Field(default=2048, gt=0, le=2048)
-    engine_client: Client | EnginePool | None = Field(default=None, alias="client", exclude=True, repr=False)
-    """``client=``: a ready ``engine_clients`` client or ``EnginePool`` (never closed here)."""
-
-    _built: Client | None = PrivateAttr(default=None)
 
     def __init__(self, base_url: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("model_name", kwargs.get("model") or "unknown")
-        super().__init__(base_url=base_url, **kwargs)  # type: ignore[call-arg]  # pydantic fields
+        super().__init__(base_url=base_url, **kwargs)
 
     @classmethod
     def class_name(cls) -> str:
         return cls.__name__
-
-    @property
-    def client(self) -> Client | EnginePool:
-        if self.engine_client is not None:
-            return self.engine_client
-        if self._built is None:
-            self._built = self.client_class(self.base_url, **connection_kwargs(self))
-        return self._built
-
-    def _options(self) -> dict[str, Any]:
-        return batch_options(self)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self.client.embed(texts, **self._options()).vectors

@@ -6,23 +6,15 @@ from typing import Any, Literal
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import ConfigDict
 
-from engine_clients import EnginePool, LlamaCppClient, Reranking, SGLangClient, TEIClient, VLLMClient
-from engine_clients._wrapper_support import batch_options, connection_kwargs
+from engine_clients import Reranking
+from engine_clients._wrapper_fields import EmbeddingClient, EmbeddingServerFields, embedding_client_class
 
 __all__ = ["SelfHostedRerank"]
 
-Client = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
-_CLIENTS: dict[str, type[Client]] = {
-    "llamacpp": LlamaCppClient,
-    "vllm": VLLMClient,
-    "tei": TEIClient,
-    "sglang": SGLangClient,
-}
 
-
-class SelfHostedRerank(BaseNodePostprocessor):
+class SelfHostedRerank(EmbeddingServerFields, BaseNodePostprocessor):
     """``SelfHostedRerank(engine="llamacpp", base_url=..., top_n=3)``; ``engine``: ``"llamacpp"``,
     ``"vllm"``, ``"tei"`` or ``"sglang"`` (or ``client=`` a ready client or ``EnginePool``). Each kept node's
     score becomes the server's relevance score; batches follow the server's limit."""
@@ -30,35 +22,18 @@ class SelfHostedRerank(BaseNodePostprocessor):
     model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
 
     engine: Literal["llamacpp", "vllm", "tei", "sglang"] = "llamacpp"
-    base_url: str | None = None
-    api_key: SecretStr | None = None
-    model: str | None = None
-    timeout: float | None = None
-    max_retries: int = 2
-    default_headers: dict[str, str] | None = None
-    http_backend: str | None = None  # "httpx" or "aiohttp" (None: $ENGINE_CLIENTS_HTTP_BACKEND)
     top_n: int | None = 3
     """How many nodes to keep (None: all, reordered)."""
-    batch_size: int | None = None
-    truncate: bool = False
-    engine_client: Client | EnginePool | None = Field(default=None, alias="client", exclude=True, repr=False)
-
-    _built: Client | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
         return "SelfHostedRerank"
 
-    @property
-    def client(self) -> Client | EnginePool:
-        if self.engine_client is not None:
-            return self.engine_client
-        if self._built is None:
-            self._built = _CLIENTS[self.engine](self.base_url, **connection_kwargs(self))
-        return self._built
+    def _client_class(self) -> type[EmbeddingClient]:
+        return embedding_client_class(self.engine)
 
-    def _options(self) -> dict[str, Any]:
-        return batch_options(self, top_n=self.top_n)
+    def _options(self, **extra: Any) -> dict[str, Any]:
+        return super()._options(top_n=self.top_n, **extra)
 
     @staticmethod
     def _texts(nodes: list[NodeWithScore]) -> list[str]:

@@ -1,0 +1,82 @@
+"""The pydantic fields of the embedding and rerank wrappers (``langchain-selfhosted``'s ``*Embeddings``
+and ``SelfHostedRerank``, ``llama-index-embeddings-selfhosted``, ``llama-index-postprocessor-selfhosted-
+rerank``), declared once here instead of once per wrapper distribution, with the client built from them.
+
+Private: not part of ``engine_clients``' API; it changes together with the wrappers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from ._clients import LlamaCppClient, SGLangClient, TEIClient, VLLMClient
+from ._pool import EnginePool
+from ._wrapper_support import batch_options, connection_kwargs
+
+__all__ = ["EmbeddingClient", "EmbeddingServerFields", "EmbeddingTarget", "embedding_client_class"]
+
+EmbeddingClient = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
+"""The engine clients with ``embed`` and ``rerank``."""
+EmbeddingTarget = EmbeddingClient | EnginePool
+"""What an embedding or rerank wrapper talks through."""
+
+_BY_ENGINE: dict[str, type[EmbeddingClient]] = {
+    "llamacpp": LlamaCppClient,
+    "vllm": VLLMClient,
+    "tei": TEIClient,
+    "sglang": SGLangClient,
+}
+
+
+def embedding_client_class(engine: str) -> type[EmbeddingClient]:
+    """The client class of a rerank wrapper's ``engine`` field (``"llamacpp"``, ``"vllm"``, ``"tei"`` or
+    ``"sglang"``)."""
+    return _BY_ENGINE[engine]
+
+
+class EmbeddingServerFields(BaseModel):
+    """Connection and batching fields, and the engine client built from them on first use (or the one
+    given as ``client=``, never closed here). Subclasses name their client class in ``client_class`` or
+    override :meth:`_client_class`."""
+
+    model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
+
+    client_class: ClassVar[type[EmbeddingClient]]
+
+    base_url: str | None = None
+    """Server URL; defaults to ``$<ENGINE>_BASE_URL`` (``LLAMACPP_BASE_URL``, ``VLLM_BASE_URL``,
+    ``TEI_BASE_URL``, ``SGLANG_BASE_URL``)."""
+    api_key: SecretStr | None = None
+    """Bearer token; defaults to ``$<ENGINE>_API_KEY``."""
+    model: str | None = None
+    """Model name sent with each request (None: the server's own)."""
+    timeout: float | None = None
+    max_retries: int = 2
+    default_headers: dict[str, str] | None = None
+    http_backend: str | None = None
+    """``"httpx"`` or ``"aiohttp"`` (None: ``$ENGINE_CLIENTS_HTTP_BACKEND``, else httpx)."""
+    batch_size: int | None = None
+    """Inputs per request; None: the server's limit (TEI's ``/info``), else the engine's default."""
+    truncate: bool = False
+    """Ask the server to cut inputs over the model's limit (vLLM, TEI); otherwise they raise
+    ``ContextWindowExceededError``. SGLang has no per-request truncation and refuses it."""
+    engine_client: EmbeddingTarget | None = Field(default=None, alias="client", exclude=True, repr=False)
+    """``client=``: a ready ``engine_clients`` client or ``EnginePool`` (never closed by this object)."""
+
+    _built: EmbeddingClient | None = PrivateAttr(default=None)
+
+    def _client_class(self) -> type[EmbeddingClient]:
+        return self.client_class
+
+    @property
+    def client(self) -> EmbeddingTarget:
+        if self.engine_client is not None:
+            return self.engine_client
+        if self._built is None:
+            self._built = self._client_class()(self.base_url, **connection_kwargs(self))
+        return self._built
+
+    def _options(self, **extra: Any) -> dict[str, Any]:
+        """``embed``/``rerank`` keywords (``extra``: ``top_n`` for rerank)."""
+        return batch_options(self, **extra)
