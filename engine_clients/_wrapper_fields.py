@@ -77,6 +77,12 @@ class EmbeddingServerFields(BaseModel):
             self._built = self._client_class()(self.base_url, **connection_kwargs(self))
         return self._built
 
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self.client.embed(texts, **self._options()).vectors
+
+    async def _aembed(self, texts: list[str]) -> list[list[float]]:
+        return (await self.client.aembed(texts, **self._options())).vectors
+
     def _options(self, **extra: Any) -> dict[str, Any]:
         """``embed``/``rerank`` keywords (``extra``: ``top_n`` for rerank)."""
         return batch_options(self, **extra)

@@ -29,6 +29,8 @@ class EmbeddingCodec(OpenAICompatDialect):
     default_embed_batch: ClassVar[int] = DEFAULT_EMBED_BATCH
     truncate_field: ClassVar[tuple[str, Any] | None] = None
     """(field, value) sent when the caller asks for truncation; None: the engine has no such field."""
+    rerank_takes_model: ClassVar[bool] = True
+    """False: the rerank request has no ``model`` field (one model per server)."""
 
     # -- limits --
     def embed_limit_request(self) -> HttpRequest | None:
@@ -79,14 +81,19 @@ class EmbeddingCodec(OpenAICompatDialect):
         truncate: bool,
         extra: Mapping[str, Any],
     ) -> HttpRequest:
-        body: dict[str, Any] = {"query": query, "documents": documents}
-        if top_n is not None:
-            body["top_n"] = top_n
-        if model or self.model:
+        body = self.rerank_body(query, documents, top_n)
+        if self.rerank_takes_model and (model or self.model):
             body["model"] = model or self.model
         self.apply_truncate(body, truncate)
         body.update(extra)
         return HttpRequest("POST", self.rerank_path, body)
+
+    def rerank_body(self, query: str, documents: list[str], top_n: int | None) -> dict[str, Any]:
+        """The engine's own rerank fields (Jina-style here)."""
+        body: dict[str, Any] = {"query": query, "documents": documents}
+        if top_n is not None:
+            body["top_n"] = top_n
+        return body
 
     @_guard
     def parse_rerank(self, body: Any) -> Reranking:

@@ -147,6 +147,7 @@ class SGLangDialect(EmbeddingCodec):
     # http_server.py: {lora_name, lora_path, pinned?} / {lora_name}
     load_adapter_path: ClassVar[str | None] = "/load_lora_adapter"
     unload_adapter_path: ClassVar[str | None] = "/unload_lora_adapter"
+    rerank_takes_model: ClassVar[bool] = False
 
     # -- chat --
     def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
@@ -332,23 +333,10 @@ class SGLangDialect(EmbeddingCodec):
         return [TokenInfo(int(t)) for t in body["tokens"]]
 
     # -- rerank --
-    def build_rerank(
-        self,
-        query: str,
-        documents: list[str],
-        top_n: int | None,
-        model: str | None,
-        truncate: bool,
-        extra: Mapping[str, Any],
-    ) -> HttpRequest:
-        """``V1RerankReqInput`` has no ``model`` (one model per server) and no truncation field; the
-        documents are not asked back (the client has them)."""
-        body: dict[str, Any] = {"query": query, "documents": documents, "return_documents": False}
-        if top_n is not None:
-            body["top_n"] = top_n
-        self.apply_truncate(body, truncate)
-        body.update(extra)
-        return HttpRequest("POST", self.rerank_path, body)
+    def rerank_body(self, query: str, documents: list[str], top_n: int | None) -> dict[str, Any]:
+        """``V1RerankReqInput`` has no ``model`` (one model per server: ``rerank_takes_model``) and no
+        truncation field; the documents are not asked back (the client has them)."""
+        return {**super().rerank_body(query, documents, top_n), "return_documents": False}
 
     @_guard
     def parse_rerank(self, body: Any) -> Reranking:

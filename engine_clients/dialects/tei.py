@@ -29,6 +29,7 @@ class TEIDialect(EmbeddingCodec):
     engine = "tei"
     embed_path = "/v1/embeddings"
     rerank_path = "/rerank"
+    rerank_takes_model = False
     truncate_field = ("truncate", True)
 
     # -- no text generation --
@@ -72,20 +73,9 @@ class TEIDialect(EmbeddingCodec):
         parsed: Embeddings = super().parse_embed(body)
         return parsed
 
-    # -- rerank: /rerank, no top_n on the wire --
-    def build_rerank(
-        self,
-        query: str,
-        documents: list[str],
-        top_n: int | None,
-        model: str | None,
-        truncate: bool,
-        extra: Mapping[str, Any],
-    ) -> HttpRequest:
-        body: dict[str, Any] = {"query": query, "texts": documents, "return_text": False}
-        self.apply_truncate(body, truncate)
-        body.update(extra)
-        return HttpRequest("POST", "/rerank", body)
+    # -- rerank: /rerank, no top_n or model on the wire --
+    def rerank_body(self, query: str, documents: list[str], top_n: int | None) -> dict[str, Any]:
+        return {"query": query, "texts": documents, "return_text": False}
 
     @_guard
     def parse_rerank(self, body: Any) -> Reranking:

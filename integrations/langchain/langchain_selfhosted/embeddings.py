@@ -28,14 +28,14 @@ SelfHostedClientMixin = EmbeddingServerFields
 class _EngineEmbeddings(SelfHostedClientMixin, Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         with translate_errors():
-            return self.client.embed(texts, **self._options()).vectors
+            return self._embed(texts)
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         with translate_errors():
-            return (await self.client.aembed(texts, **self._options())).vectors
+            return await self._aembed(texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         return (await self.aembed_documents([text]))[0]

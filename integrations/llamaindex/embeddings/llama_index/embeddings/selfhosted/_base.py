@@ -36,22 +36,22 @@ class EngineEmbedding(EmbeddingServerFields, BaseEmbedding):
         return cls.__name__
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self.client.embed(texts, **self._options()).vectors
+        return self._embed(texts)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return (await self.client.aembed(texts, **self._options())).vectors
+        return await self._aembed(texts)
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._get_text_embeddings([query])[0]
+        return self._embed([query])[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return (await self._aget_text_embeddings([query]))[0]
+        return (await self._aembed([query]))[0]
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
+        return self._embed([text])[0]
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
-        return (await self._aget_text_embeddings([text]))[0]
+        return (await self._aembed([text]))[0]
 
 
 class LlamaCppEmbedding(EngineEmbedding):
