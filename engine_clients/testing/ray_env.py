@@ -1,13 +1,16 @@
-"""A local Ray cluster for integration tests: a cached virtual environment with Ray Data and this project.
+"""Batch frameworks for integration tests: a cached virtual environment with Ray Data, PySpark, Dask and this
+project, in which a job starts its own local cluster (Ray), local-mode session (Spark, on the machine's
+Java 17+) or local scheduler (Dask).
 
-Ray (``ray[data]``, pinned, without the ``[llm]`` extra) is installed into ``<cache>/ray`` together with this
-source tree's ``engine_clients`` and ``langchain_selfhosted`` as editable installs, so a Ray job run with
-:func:`ray_python` imports the code under test, in the driver and in every worker. Ray's wheels (Ray,
-pyarrow, pandas, numpy: a few hundred MB) land in pip's cache, so a second install takes seconds. The
-environment is rebuilt when this project's ``pyproject.toml`` files (its dependencies) change.
+Ray (``ray[data]``, pinned, without the ``[llm]`` extra), ``pyspark`` and ``dask[dataframe]`` are installed
+into ``<cache>/ray`` together with this source tree's ``engine_clients`` and ``langchain_selfhosted`` as
+editable installs, so a job run with :func:`ray_python` imports the code under test, in the driver and in
+every worker. The wheels (Ray, pyarrow, pandas, numpy, PySpark's 460 MB of jars: under a minute to download
+here) land in pip's cache, so a second install takes seconds. The environment is rebuilt when this
+project's ``pyproject.toml`` files (its dependencies) or the pinned versions change.
 
-``$ENGINE_CLIENTS_RAY_PYTHON`` (a python that can import ``ray.data``, ``engine_clients`` and
-``langchain_selfhosted``) skips the installation.
+``$ENGINE_CLIENTS_RAY_PYTHON`` (a python that can import ``ray.data``, ``pyspark``, ``dask.dataframe``,
+``engine_clients`` and ``langchain_selfhosted``) skips the installation.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ from .provision import (
 __all__ = ["RAY_VERSION", "ensure_ray", "project_root", "ray_python", "run_ray_job"]
 
 RAY_VERSION = "2.60.0"
+_FRAMEWORKS = ("pyspark==4.3.0", "dask[dataframe]==2026.11.0")
 
-_RAY_PROBE = "import ray, ray.data, engine_clients, langchain_selfhosted\nprint(ray.__version__)\n"
+_RAY_PROBE = (
+    "import ray, ray.data, pyspark, dask.dataframe, engine_clients, langchain_selfhosted\n"
+    "print(ray.__version__)\n"
+)
 
 
 def project_root() -> Path:
@@ -48,7 +55,7 @@ def project_root() -> Path:
 
 
 def _stamp(root: Path) -> str:
-    h = hashlib.sha256(RAY_VERSION.encode())
+    h = hashlib.sha256(" ".join((RAY_VERSION, *_FRAMEWORKS)).encode())
     for f in (root / "pyproject.toml", root / "integrations" / "langchain" / "pyproject.toml"):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -76,7 +83,7 @@ def ensure_ray() -> Path:
         python = Path(override).expanduser()
         if _probe(python, _RAY_PROBE, timeout=120) is None:
             raise ProvisionError(
-                f"ENGINE_CLIENTS_RAY_PYTHON={override} cannot import ray.data and this project"
+                f"ENGINE_CLIENTS_RAY_PYTHON={override} cannot import ray.data, pyspark, dask and this project"
             )
         return python
     root = project_root()
@@ -90,18 +97,18 @@ def ensure_ray() -> Path:
         if _ready(python, stamp_file, stamp):
             return python
         _create_venv(venv, "ray")
-        _say(f"installing ray[data]=={RAY_VERSION} and this project (a few hundred MB cold; cached after)")
+        _say(f"installing ray[data]=={RAY_VERSION}, pyspark, dask and this project (about 1 GB cold; cached)")
         _run(
             [
                 python, "-m", "pip", "install",
-                f"ray[data]=={RAY_VERSION}",
+                f"ray[data]=={RAY_VERSION}", *_FRAMEWORKS,
                 "-e", root,
                 "-e", root / "integrations" / "langchain",
             ],
             prefix="ray pip",
         )  # fmt: skip
         if _probe(python, _RAY_PROBE, timeout=120) != RAY_VERSION:
-            raise ProvisionError(f"ray was installed in {venv} but ray.data or this project does not import")
+            raise ProvisionError(f"{venv}: ray.data, pyspark, dask.dataframe or this project does not import")
         stamp_file.write_text(stamp)
     return python
 
@@ -114,10 +121,12 @@ def run_ray_job(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``script`` with the Ray environment's python (a fresh driver process that starts and stops its
-    own local cluster), bounded by ``timeout`` seconds; returns the finished process (stdout and stderr
-    captured). The script's process group is killed when the time runs out, Ray's daemons with it."""
+    own local cluster or Spark session; Spark's Python workers get the same python), bounded by ``timeout``
+    seconds; returns the finished process (stdout and stderr captured). The script's process group is
+    killed when the time runs out, Ray's daemons and Spark's JVM with it."""
     python = ensure_ray()
-    full_env = _quiet_env({"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", **(env or {})})
+    quiet = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYSPARK_PYTHON": str(python)}
+    full_env = _quiet_env({**quiet, **(env or {})})
     proc = subprocess.Popen(
         [str(python), str(script), *args],
         stdout=subprocess.PIPE,

@@ -5,18 +5,16 @@ here: each base URL in it is replaced by the URL of the session server that stan
 ``"change-me"``, the key the docs use, by that server's key where it has one. Engines that cannot run here
 are stand-ins: TGI answers with its own recorded responses (respx, ``tests/support/tgi_recordings.py``),
 SGLang is the test kit's fake server (``engine_clients.testing.fake_sglang``). A block preceded by
-``<!-- docs-test: skip: REASON -->`` is skipped with that reason (Ray, Spark and Dask jobs); a block with a
-URL the table does not know fails, so a new example has to say what it runs against.
+``<!-- docs-test: runs-in: FILE as NAME -->`` is run by that test file, where its servers are (the vLLM with
+runtime LoRA loading, the Ray, Spark and Dask jobs: ``tests/support/doc_examples.py``); a block with a URL the
+table does not know fails, so a new example has to say what it runs against.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,12 +22,8 @@ import pytest
 import respx
 
 from tests.support import tgi_recordings as rec
+from tests.support.doc_examples import EXAMPLES, ROOT, URL, Example
 from tests.support.fake_engines import TGI_INFO
-
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-SKIP = re.compile(r"<!--\s*docs-test:\s*skip:\s*(.+?)\s*-->")
-URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::\d+)?")
 
 # The base URL each example uses -> what stands for it here (a session fixture, or a stand-in).
 SERVERS: dict[str, str] = {
@@ -53,40 +47,6 @@ SERVERS: dict[str, str] = {
 DOC_KEY = "change-me"
 
 
-@dataclass(frozen=True)
-class Example:
-    path: Path
-    line: int
-    code: str
-    skip: str | None
-
-    @property
-    def id(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
-
-
-def collect(path: Path) -> list[Example]:
-    """The ```python blocks of a markdown file, each with the skip reason of the comment just above it."""
-    out: list[Example] = []
-    lines = path.read_text().splitlines()
-    i = 0
-    while i < len(lines):
-        if lines[i].strip() == "```python":
-            start = i + 1
-            end = next(j for j in range(start, len(lines)) if lines[j].strip() == "```")
-            above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-            found = SKIP.search(above)
-            out.append(
-                Example(path, start, "\n".join(lines[start:end]) + "\n", found.group(1) if found else None)
-            )
-            i = end
-        i += 1
-    return out
-
-
-EXAMPLES = [e for path in DOCS for e in collect(path)]
-
-
 def test_the_collector_finds_the_examples() -> None:
     assert len(EXAMPLES) >= 25
     assert {e.path.name for e in EXAMPLES} >= {
@@ -97,7 +57,16 @@ def test_the_collector_finds_the_examples() -> None:
         "tgi.md",
     }
     skipped = [e for e in EXAMPLES if e.skip]
-    assert 0 < len(skipped) <= 6, [e.id for e in skipped]  # keep these few: each says why
+    assert not skipped, [e.id for e in skipped]  # every block runs, here or in its runs-in test
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.runs_in], ids=lambda e: e.id)
+def test_a_block_run_elsewhere_is_run_there(example: Example) -> None:
+    """``runs-in: FILE as NAME``: FILE exists and asks for the block by its name."""
+    assert example.runs_in is not None
+    runner = ROOT / example.runs_in
+    assert runner.is_file(), f"{example.id}: {example.runs_in} does not exist"
+    assert f'example("{example.name}")' in runner.read_text(), f"{example.runs_in} never runs {example.name}"
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +115,8 @@ def test_example_runs(
 ) -> None:
     if example.skip:
         pytest.skip(example.skip)
+    if example.runs_in:
+        pytest.skip(f"run by {example.runs_in} (as {example.name}), where its servers are")
     for var in ("TGI", "VLLM", "LLAMACPP", "TEI", "SGLANG"):
         monkeypatch.delenv(f"{var}_BASE_URL", raising=False)
         monkeypatch.delenv(f"{var}_API_KEY", raising=False)

@@ -32,6 +32,7 @@ from engine_clients.testing import (
     scripted_lora_peft,
     start_vllm_lora_server,
 )
+from tests.support.doc_examples import example, substitute
 
 PLAIN = " Hello world."
 LORA, BYE = lora_answer("LoRA"), lora_answer("Bye")
@@ -172,3 +173,13 @@ def test_through_langchain_and_llamaindex(lora_vllm: EngineServer) -> None:
         chat.invoke("hi", adapter="nope")
     llm = VLLM(base_url=lora_vllm.base_url, model=DEFAULT_MODEL_NAME, temperature=0, adapter="lora")
     assert llm.chat([ChatMessage(role="user", content="hi")]).message.content == LORA
+
+
+def test_the_readmes_runtime_lora_block_runs(lora_vllm: EngineServer) -> None:
+    """README.md's vLLM block as written: its server URL and adapter path replaced by this server's."""
+    block = example("vllm-runtime-lora")
+    path = lora_vllm.bye_path  # type: ignore[attr-defined]
+    code = substitute(block.code, {"http://127.0.0.1:8000": lora_vllm.base_url, "/adapters/support": path})
+    exec(compile(code, block.id, "exec"), {"__name__": "__docs__"})  # chat(adapter="support") answered
+    with VLLMClient(lora_vllm.base_url) as c:
+        assert [a.name for a in c.adapters()] == ["lora"]  # and "support" is unloaded again

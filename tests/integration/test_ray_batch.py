@@ -7,6 +7,7 @@
 * ``ray_label_job.py`` labels a few hundred rows twice (LangChain model, EnginePool) with ``map_batches`` and
   a callable class against two llama-server replicas: every row is answered exactly once, bad rows carry
   their own error, and the work lands on both replicas.
+* The Ray, Spark and Dask jobs of ``docs/scale-out.md`` run as written against the same replicas.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from engine_clients import LlamaCppClient
 from engine_clients.testing import EngineServer, start_llama_server
 from engine_clients.testing.ray_env import run_ray_job
 from engine_clients.testing.router import llama_server_metrics
+from tests.support.doc_examples import Example, example, substitute
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,7 @@ ROWS = 300
 BAD = [7, 150, 299]
 WORK = "llamacpp:tokens_predicted_total"
 JOB_TIMEOUT_S = 600  # about 90 s on an idle 2-core machine
+DOC_JOB_TIMEOUT_S = 300
 
 
 @dataclass
@@ -203,7 +206,9 @@ def test_ray_data_job_labels_every_row_exactly_once(replicas: Replicas, tmp_path
         rows = job["rows"]
         counts = collections.Counter(r["id"] for r in rows)
         assert sorted(counts) == list(range(ROWS)), f"{kind}: rows missing"
-        assert max(counts.values()) == 1, f"{kind}: rows answered twice: {[i for i, c in counts.items() if c > 1]}"
+        assert max(counts.values()) == 1, (
+            f"{kind}: rows answered twice: {[i for i, c in counts.items() if c > 1]}"
+        )
         by_id = {r["id"]: r for r in rows}
         for i in range(ROWS):
             row = by_id[i]
@@ -223,3 +228,37 @@ def test_ray_data_job_labels_every_row_exactly_once(replicas: Replicas, tmp_path
         f"{report['langchain']['seconds']:.1f} s, client job {report['client']['seconds']:.1f} s, "
         f"driver total {report['total_seconds']:.1f} s"
     )
+
+
+# ---- the docs' batch jobs (docs/scale-out.md), as written -----------------------------------------------
+
+
+def _run_doc_job(block: Example, replicas: Replicas, tmp_path: Path) -> str:
+    """Run a docs block with the batch frameworks' python, its two replica URLs replaced by ours; its output."""
+    code = substitute(block.code, {"http://a:8080": replicas.urls[0], "http://b:8080": replicas.urls[1]})
+    script = tmp_path / "doc_job.py"
+    script.write_text(code)
+    done = run_ray_job(script, [], timeout=DOC_JOB_TIMEOUT_S)
+    assert done.returncode == 0, f"{block.id}: rc={done.returncode}\n{done.stderr[-6000:]}"
+    return done.stdout
+
+
+@pytest.mark.timeout(DOC_JOB_TIMEOUT_S + 60)
+def test_the_docs_ray_data_job_runs(replicas: Replicas, tmp_path: Path) -> None:
+    before = replicas.work()
+    out = _run_doc_job(example("ray-data-job"), replicas, tmp_path)
+    assert out.count("'label': ' Hello world.'") == 3 and out.count("'error': ''") == 3, out[-3000:]
+    assert all(b > a for a, b in zip(before, replicas.work(), strict=True)), "both replicas should work"
+
+
+@pytest.mark.timeout(DOC_JOB_TIMEOUT_S + 60)
+def test_the_docs_spark_job_runs(replicas: Replicas, tmp_path: Path) -> None:
+    out = _run_doc_job(example("spark-job"), replicas, tmp_path)
+    assert "[(1, ' Hello world.'), (2, ' Hello world.')]" in out, out[-3000:]
+
+
+@pytest.mark.timeout(DOC_JOB_TIMEOUT_S + 60)
+def test_the_docs_dask_job_runs(replicas: Replicas, tmp_path: Path) -> None:
+    out = _run_doc_job(example("dask-job"), replicas, tmp_path)
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["0"], ["1"])]
+    assert rows == [["0", "a", "cat", "Hello", "world."], ["1", "a", "dog", "Hello", "world."]], out[-3000:]
