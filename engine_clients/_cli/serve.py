@@ -3,7 +3,7 @@
 It provisions llama-server (the first run compiles llama.cpp) and a scripted tiny model of the kind asked
 for, or serves your own GGUF, prints the URL and the variables to export, and runs until Ctrl-C or SIGTERM.
 The server is stopped with its whole process group on the way out; if this process is killed outright, the
-launcher's watchdog stops it (``engine_clients/testing/launcher.py``), so no server outlives the command.
+launcher's watchdog stops it (``engine_clients/testing/_process.py``), so no server outlives the command.
 """
 
 from __future__ import annotations

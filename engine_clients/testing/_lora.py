@@ -19,7 +19,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .launcher import EngineServer, _start, start_llama_server, start_vllm_server
+from ._process import EngineServer, _start
+from .launcher import start_llama_server, start_vllm_server
 from .provision import (
     _GGUF_BUILDER,
     _HF_BUILDER,

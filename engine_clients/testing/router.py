@@ -25,7 +25,7 @@ from typing import Literal
 
 import httpx
 
-from .launcher import EngineServer, _free_port, _start
+from ._process import EngineServer, _free_port, _start
 from .provision import (
     ProvisionError,
     _create_venv,
