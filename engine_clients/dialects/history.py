@@ -57,21 +57,18 @@ history changes nothing (the step is idempotent).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import HistoryChange
+from .tool_call_ids import rename_tool_call_ids
 
 __all__ = ["FittedHistory", "HistoryChange", "TemplateRules", "fit_history"]
 
 # The text-like content part types flattened under ``text_content`` (OpenAI chat, and the Responses
 # API's ``input_text``/``output_text`` that LangChain's and LlamaIndex's OpenAI-style blocks carry).
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
-_MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
-_ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _REASONING_KEYS = ("reasoning", "reasoning_content")
 
 
@@ -183,7 +180,7 @@ def fit_history(messages: Sequence[Mapping[str, Any]], rules: TemplateRules) -> 
         _fill_assistant(items, changes)
     id_map: dict[str, str] = {}
     if rules.tool_call_id_format == "mistral9":
-        id_map = _rename_ids(items, changes)
+        id_map = rename_tool_call_ids(items, changes)
     return FittedHistory([it.msg for it in items], tuple(changes), id_map)
 
 
@@ -350,66 +347,3 @@ def _fill_assistant(items: list[_Item], changes: list[HistoryChange]) -> None:
                     f"assistant message {it.origin}: content None{beside} became an empty string",
                 )
             )
-
-
-def _fits_mistral(tool_call_id: Any) -> bool:
-    return isinstance(tool_call_id, str) and _MISTRAL_ID.fullmatch(tool_call_id) is not None
-
-
-def _mistral_id(original: str, attempt: int) -> str:
-    digest = hashlib.sha256(f"{attempt}\x00{original}".encode()).digest()
-    n = int.from_bytes(digest[:12], "big")
-    chars = []
-    for _ in range(9):
-        n, r = divmod(n, len(_ID_ALPHABET))
-        chars.append(_ID_ALPHABET[r])
-    return "".join(chars)
-
-
-def _rename_ids(items: list[_Item], changes: list[HistoryChange]) -> dict[str, str]:
-    taken: set[str] = set()
-    for it in items:
-        for call in it.msg.get("tool_calls") or ():
-            if isinstance(call, Mapping) and _fits_mistral(call.get("id")):
-                taken.add(call["id"])
-        if it.role == "tool" and _fits_mistral(it.msg.get("tool_call_id")):
-            taken.add(it.msg["tool_call_id"])
-    new_of: dict[str, str] = {}
-
-    def rename(original: Any) -> str:
-        key = "" if original is None else str(original)
-        if key not in new_of:
-            attempt = 0
-            while (candidate := _mistral_id(key, attempt)) in taken:
-                attempt += 1
-            taken.add(candidate)
-            new_of[key] = candidate
-        return new_of[key]
-
-    for it in items:
-        renamed: list[str] = []
-        calls = it.msg.get("tool_calls")
-        if it.role == "assistant" and isinstance(calls, list | tuple) and calls:
-            new_calls: list[Any] = []
-            for call in calls:
-                if isinstance(call, Mapping) and not _fits_mistral(call.get("id")):
-                    new_id = rename(call.get("id"))
-                    renamed.append(f"{call.get('id')!r} -> {new_id!r}")
-                    call = {**call, "id": new_id}
-                new_calls.append(call)
-            if renamed:
-                it.msg["tool_calls"] = new_calls
-        if it.role == "tool" and "tool_call_id" in it.msg and not _fits_mistral(it.msg["tool_call_id"]):
-            old = it.msg["tool_call_id"]
-            it.msg["tool_call_id"] = rename(old)
-            renamed.append(f"{old!r} -> {it.msg['tool_call_id']!r}")
-        if renamed:
-            changes.append(
-                HistoryChange(
-                    "renamed_tool_call_id",
-                    it.origin,
-                    f"{it.role} message {it.origin}: tool-call id(s) {', '.join(renamed)} (the template takes"
-                    " 9 letters or digits)",
-                )
-            )
-    return {new: old for old, new in new_of.items()}
