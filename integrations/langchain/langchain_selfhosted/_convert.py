@@ -161,9 +161,9 @@ class StreamConverter:
     def feed(self, event: StreamEvent, model_name: str | None = None) -> ChatGenerationChunk | None:
         """The chunk for ``event`` (None: nothing to show). ``model_name``: the model's name, where it is
         known by then (it goes with the last chunk)."""
+        if isinstance(event, Token):  # first: once per token
+            return ChatGenerationChunk(message=AIMessageChunk(content=event.text, id=self.id))
         self.model_name = model_name or self.model_name
-        if isinstance(event, Token):
-            return self._token(event)
         if isinstance(event, Reasoning):
             # additional_kwargs strings concatenate when chunks merge; content_blocks shows a reasoning block
             message = AIMessageChunk(
@@ -178,9 +178,6 @@ class StreamConverter:
             self.id = event.id
             self.model_name = event.model or self.model_name
         return None
-
-    def _token(self, event: Token) -> ChatGenerationChunk:
-        return ChatGenerationChunk(message=AIMessageChunk(content=event.text, id=self.id))
 
     def _tool_delta(self, event: ToolCallDelta) -> ChatGenerationChunk:
         had_id, had_name = self._announced.get(event.index, (False, False))

@@ -32,22 +32,18 @@ class ChunkStream(Generic[ChunkT]):
     """The chunks one stream's events become.
 
     ``convert(event, model_name)`` gives an event's chunk (None: nothing to show); ``model_name`` is passed
-    with the last event (``End``) only: the model the call named, else the one the server reports.
+    with the last event (``End``) only: the model the call named, else the one the server reports. The
+    loops below call ``convert`` directly for every other event: it runs once per token.
     """
 
     def __init__(self, convert: Converter[ChunkT], model: str | None) -> None:
-        self._convert: Converter[ChunkT] = convert
-        self._model = model
+        self.convert: Converter[ChunkT] = convert
+        self.model = model
 
-    def needs_model(self, event: StreamEvent) -> bool:
-        """Whether the server must be asked for the model's name before ``event`` is fed."""
-        return isinstance(event, End) and self._model is None
-
-    def feed(self, event: StreamEvent, discovered: str | None = None) -> tuple[ChunkT, ...]:
-        """The chunks to yield for ``event`` (none or one); ``discovered``: the model's name from the
-        server, where :meth:`needs_model` asked for it."""
-        chunk = self._convert(event, (self._model or discovered) if isinstance(event, End) else None)
-        return () if chunk is None else (chunk,)
+    def end(self, event: End, discovered: str | None) -> ChunkT | None:
+        """The last chunk; ``discovered``: the model's name from the server, asked for when the call named
+        none (``model`` is None)."""
+        return self.convert(event, self.model or discovered)
 
 
 def stream_chunks(
@@ -57,15 +53,20 @@ def stream_chunks(
     run_manager: CallbackManagerForLLMRun | None,
 ) -> Iterator[ChunkT]:
     """The stream ``open_events`` opens on ``model``'s client, as chunks (see the module docstring)."""
+    convert = chunks.convert
     with translate_errors():
         events = open_events(model.client)
         with closing_events(events):
             for event in events:
-                discovered = model._ensure_model() if chunks.needs_model(event) else None
-                for chunk in chunks.feed(event, discovered):
-                    if run_manager:  # langchain-core's stream() reports tokens itself and passes none
-                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
+                if isinstance(event, End):
+                    chunk = chunks.end(event, None if chunks.model else model._ensure_model())
+                else:
+                    chunk = convert(event, None)
+                if chunk is None:
+                    continue
+                if run_manager:  # langchain-core's stream() reports tokens itself and passes none
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
 
 
 async def astream_chunks(
@@ -75,12 +76,17 @@ async def astream_chunks(
     run_manager: AsyncCallbackManagerForLLMRun | None,
 ) -> AsyncGenerator[ChunkT, None]:
     """:func:`stream_chunks` for async streams."""
+    convert = chunks.convert
     with translate_errors():
         events = open_events(await model._aclient())
         async with aclosing_events(events):
             async for event in events:
-                discovered = await model._aensure_model() if chunks.needs_model(event) else None
-                for chunk in chunks.feed(event, discovered):
-                    if run_manager:
-                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
+                if isinstance(event, End):
+                    chunk = chunks.end(event, None if chunks.model else await model._aensure_model())
+                else:
+                    chunk = convert(event, None)
+                if chunk is None:
+                    continue
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
