@@ -12,6 +12,7 @@ that stream prebuilt text without any HTTP: what the frameworks themselves cost 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Spec:
     scenario: str = "stream_decode"  # the scenario that measures it
     think: str = ""  # reasoning_decode: the firehose dialect suffix of its reasoning stream ("think", ...)
     tokens: int = 0  # stream_decode: tokens per stream when not the scenario's (SGLang's cumulative stream)
+    loop: str = ""  # concurrency: "uvloop" runs it on uvloop's event loop instead of asyncio's
 
     @property
     def title(self) -> str:
@@ -654,8 +656,8 @@ def _floor_texts(base: str) -> list[str]:
     return [token_text(i) for i in range(n)]
 
 
-def lc_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
-    """A no-op ``BaseChatModel`` whose ``_stream`` yields prebuilt-text chunks: LangChain's own floor."""
+def _lc_noop(base: str) -> Any:
+    """A no-op ``BaseChatModel`` whose ``_stream``/``_astream`` yield prebuilt-text chunks."""
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage, AIMessageChunk
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -676,7 +678,16 @@ def lc_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]
             for t in texts:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=t, id="noop"))
 
-    model = NoOpChat()
+        async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+            for t in texts:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=t, id="noop"))
+
+    return NoOpChat()
+
+
+def lc_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
+    """LangChain's own floor: ``stream`` over the no-op model."""
+    model = _lc_noop(base)
 
     def one() -> Iterator[str]:
         for chunk in model.stream(PROMPT):
@@ -686,9 +697,21 @@ def lc_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]
     return one
 
 
-def li_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
-    """A no-op ``CustomLLM`` streaming prebuilt text through ``stream_chat``: LlamaIndex's own floor."""
-    from llama_index.core.llms import ChatMessage, CompletionResponse, CustomLLM, LLMMetadata
+def lc_noop_async(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """LangChain's own floor for ``astream``."""
+    model = _lc_noop(base)
+
+    async def one() -> AsyncIterator[str]:
+        async for chunk in model.astream(PROMPT):
+            if chunk.content:
+                yield chunk.content  # type: ignore[misc]
+
+    return one
+
+
+def _li_noop(base: str) -> Any:
+    """A no-op ``CustomLLM`` streaming prebuilt text (``stream_chat``/``astream_chat`` go through it)."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
     from llama_index.core.llms.callbacks import llm_completion_callback
 
     texts = _floor_texts(base)
@@ -712,11 +735,33 @@ def li_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]
 
             return gen()
 
-    llm = NoOpLLM()
+    return NoOpLLM()
+
+
+def li_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
+    """LlamaIndex's own floor: ``stream_chat`` over the no-op LLM."""
+    from llama_index.core.llms import ChatMessage
+
+    llm = _li_noop(base)
     msgs = [ChatMessage(role="user", content=PROMPT)]
 
     def one() -> Iterator[str]:
         for r in llm.stream_chat(msgs):
+            if r.delta:
+                yield r.delta
+
+    return one
+
+
+def li_noop_async(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """LlamaIndex's own floor for ``astream_chat`` (``CustomLLM`` runs its sync stream inside it)."""
+    from llama_index.core.llms import ChatMessage
+
+    llm = _li_noop(base)
+    msgs = [ChatMessage(role="user", content=PROMPT)]
+
+    async def one() -> AsyncIterator[str]:
+        async for r in await llm.astream_chat(msgs):
             if r.delta:
                 yield r.delta
 
@@ -841,6 +886,26 @@ SPECS: list[Spec] = [
         twin="raw:httpx-sse+json:async",
         needs=_LC,
         label="langchain:ChatVLLM.astream",
+    ),
+    Spec(
+        "llamaindex:TGI",
+        "ours",
+        "sync",
+        li_sync("tgi"),
+        dialect="tgi",
+        twin="raw:httpx-sse+json:tgi",
+        needs=_LI,
+        label="llamaindex:TGI.stream_chat",
+    ),
+    Spec(
+        "llamaindex:LlamaCpp",
+        "ours",
+        "sync",
+        li_sync("llamacpp"),
+        dialect="llamacpp",
+        twin="raw:httpx-sse+json:llamacpp",
+        needs=_LI,
+        label="llamaindex:LlamaCpp.stream_chat",
     ),
     Spec(
         "langchain:ChatTGI",
@@ -986,6 +1051,20 @@ SPECS: list[Spec] = [
         li_noop_sync,
         label="floor: no-op LlamaIndex CustomLLM.stream_chat (no HTTP)",
     ),
+    Spec(
+        "floor:langchain-core:noop.astream",
+        "floor",
+        "async",
+        lc_noop_async,
+        label="floor: no-op LangChain BaseChatModel.astream (no HTTP)",
+    ),
+    Spec(
+        "floor:llama-index-core:noop.astream_chat",
+        "floor",
+        "async",
+        li_noop_async,
+        label="floor: no-op LlamaIndex CustomLLM.astream_chat (no HTTP)",
+    ),
     # peers
     Spec(
         "peer:openai",
@@ -1072,6 +1151,21 @@ SPECS: list[Spec] = [
 from bench.transports import TRANSPORT_SPECS  # noqa: E402 - it builds on the helpers above
 
 SPECS += TRANSPORT_SPECS
+# the same clients on uvloop's event loop (concurrency scenario): an option where installed, never required
+_ON_UVLOOP = (
+    "raw:asyncio-protocol:async",
+    "raw:aiohttp+json:async",
+    "engine_clients:VLLMClient.achat_stream",
+    "engine_clients:VLLMClient.achat_stream:aiohttp",
+    "langchain:ChatVLLM:async:aiohttp",
+)
+SPECS += [
+    dataclasses.replace(
+        s, name=f"{s.name}:uvloop", loop="uvloop", needs=(*s.needs, "uvloop"), label=f"{s.title}, on uvloop"
+    )
+    for s in SPECS
+    if s.name in _ON_UVLOOP
+]
 BY_NAME = {s.name: s for s in SPECS}
 
 

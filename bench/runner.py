@@ -572,6 +572,11 @@ CONC_CLIENTS = [
     "peer:huggingface_hub:AsyncInferenceClient",
     "peer:langchain-huggingface:ChatHuggingFace:async",
     "peer:llama-index:OpenAILike:async",
+    "raw:asyncio-protocol:async:uvloop",
+    "raw:aiohttp+json:async:uvloop",
+    "engine_clients:VLLMClient.achat_stream:uvloop",
+    "engine_clients:VLLMClient.achat_stream:aiohttp:uvloop",
+    "langchain:ChatVLLM:async:aiohttp:uvloop",
 ]
 QUICK_CONC = [
     "raw:asyncio-protocol:async",

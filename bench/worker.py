@@ -173,7 +173,18 @@ def _p99(xs: list[float]) -> float:
 def concurrency(job: dict[str, Any]) -> dict[str, Any]:
     """``job["levels"]``: a list of ``{"base", "streams", "tokens"}``, run in order in this process, each on
     a client object of its own (the firehose URL carries the pacing), after a short warm-up stream."""
-    return {"levels": [asyncio.run(_level(job["client"], lv)) for lv in job["levels"]]}
+    from bench.clients import BY_NAME
+
+    factory = None
+    if BY_NAME[job["client"]].loop == "uvloop":
+        import uvloop  # type: ignore[import-not-found]  # the spec's needs made sure it is there
+
+        factory = uvloop.new_event_loop
+    out = []
+    for lv in job["levels"]:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            out.append(runner.run(_level(job["client"], lv)))
+    return {"levels": out}
 
 
 async def _level(client: str, lv: dict[str, Any]) -> dict[str, Any]:

@@ -213,3 +213,30 @@ def test_pickling_is_the_same_on_aiohttp(llama_server: EngineServer) -> None:
     restored = pickle.loads(pickle.dumps(model))
     assert restored.http_backend == "aiohttp"
     assert restored.invoke("hi").content.strip() == "Hello world."
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_backends_run_on_uvloop(backend: str, llama_server: EngineServer) -> None:
+    """uvloop is an option, never a requirement: on its event loop a client answers, streams, and leaves a
+    stream early (the server's slot freed, as on asyncio's loop)."""
+    import uvloop
+
+    async def main() -> tuple[str, str, str, str]:
+        client = LlamaCppClient(llama_server.base_url, http_backend=backend)
+        try:
+            answer = await client.achat("hi", **GREEDY)
+            text = "".join([e.text async for e in client.achat_stream("hi", **GREEDY) if isinstance(e, Token)])
+            stream = client.achat_stream("hi", **GREEDY)
+            async for event in stream:
+                if isinstance(event, Token):
+                    break
+            await stream.aclose()  # type: ignore[attr-defined]
+            after = await client.achat("hi", **GREEDY)  # the connection pool still works
+            return type(asyncio.get_running_loop()).__module__, answer.content, text, after.content
+        finally:
+            await client.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        loop_module, content, text, after = runner.run(main())
+    assert loop_module.startswith("uvloop")
+    assert content == text == after == " Hello world."
