@@ -1178,7 +1178,7 @@ def missing_needs(spec: Spec) -> str | None:
             m = importlib.import_module(mod)
         except Exception as exc:  # ImportError, or a half-written module
             return f"{mod} does not import ({type(exc).__name__}: {exc})"
-        if spec.group == "ours" and spec.name.startswith(("langchain:", "llamaindex:")):
+        if mod in _LC + _LI and spec.group == "ours" and spec.name.startswith(("langchain:", "llamaindex:")):
             cls = (_LC_CLASSES if spec.name.startswith("langchain:") else _LI_CLASSES)[spec.dialect]
             if not hasattr(m, cls):
                 return f"{mod} has no {cls} yet"

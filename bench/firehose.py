@@ -838,12 +838,8 @@ def main(argv: list[str] | None = None) -> None:
     FRAMING["mode"] = args.framing
     if args.parent_pid:
         _watch_parent(args.parent_pid)
-    try:
-        import uvloop  # type: ignore[import-not-found]  # optional; the stdlib loop is fast enough
-
-        uvloop.install()
-    except ImportError:
-        pass
+    # the stdlib loop, always: the server stays the same whether or not the bench venv has uvloop (which
+    # the "...:uvloop" client rows use), so every run's numbers compare with the committed ones
     asyncio.run(serve(args.host, args.port))
 
 
