@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import httpx
@@ -24,17 +24,10 @@ from . import _otel
 from ._affinity import OnHeaders, SessionAffinity, SessionRouting
 from ._history_policy import ChatPlan, HistoryPolicy, check_policy
 from ._http import http_backend as http_backend_of
-from ._media import DEFAULT_MAX_MEDIA_BYTES, ImageInput, normalize_images
-from ._models_core import ModelsCore
+from ._media import DEFAULT_MAX_MEDIA_BYTES
+from ._request_core import RequestCore
 from ._requests import (
-    AdapterChoice,
-    ChatRequest,
-    GenerateRequest,
-    ReasoningControls,
     normalize_messages,
-    normalize_response_format,
-    normalize_tool_choice,
-    normalize_tools,
 )
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
 from ._timing import Measure
@@ -47,10 +40,6 @@ from .errors import InvalidRequestError
 from .types import (
     Completion,
     HealthStatus,
-    MessageInput,
-    ResponseFormatInput,
-    ToolChoice,
-    ToolInput,
 )
 
 if TYPE_CHECKING:
@@ -59,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["HEALTH_TIMEOUT", "ClientCore", "health_of_status"]
 
 HEALTH_TIMEOUT = 5.0
-_CONTROLS = frozenset({"thinking", "reasoning_effort", "thinking_budget"})
 
 
 class _Route(TypedDict):
@@ -69,8 +57,9 @@ class _Route(TypedDict):
     on_headers: OnHeaders | None
 
 
-class ClientCore(ModelsCore):
-    """Configuration, transports and request building shared by the sync and async API."""
+class ClientCore(RequestCore):
+    """Configuration, transports, spans and lifecycle shared by the sync and async API (request building:
+    :class:`~engine_clients._request_core.RequestCore`)."""
 
     dialect_class: ClassVar[type[OpenAICompatDialect]]
     env_prefix: ClassVar[str]
@@ -208,109 +197,6 @@ class ClientCore(ModelsCore):
             )
             self._async_loop = loop
         return self._async
-
-    # -- request building (pure) --
-    def _chat_request(
-        self,
-        messages: Sequence[MessageInput] | str,
-        tools: Sequence[ToolInput] | None,
-        tool_choice: ToolChoice | bool | None,
-        response_format: ResponseFormatInput | None,
-        model: str | None,
-        extra_body: Mapping[str, Any] | None,
-        sampling: dict[str, Any],
-        reasoning: ReasoningControls,
-        adapter: AdapterChoice | None = None,
-    ) -> ChatRequest:
-        norm_tools = normalize_tools(tools)
-        return ChatRequest(
-            messages=normalize_messages(messages, self.max_media_bytes),
-            tools=norm_tools,
-            tool_choice=normalize_tool_choice(tool_choice, norm_tools),
-            response_format=normalize_response_format(response_format),
-            sampling=sampling,
-            extra_body=dict(extra_body or {}),
-            model=model,
-            reasoning=reasoning,
-            adapter=adapter,
-        )
-
-    def build_chat(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        tools: Sequence[ToolInput] | None = None,
-        tool_choice: ToolChoice | bool | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        thinking: bool | None = None,
-        reasoning_effort: str | None = None,
-        thinking_budget: int | None = None,
-        history: HistoryPolicy | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        stream: bool = False,
-        **sampling: Any,
-    ) -> HttpRequest:
-        """The HTTP request ``chat`` would send, without sending it (for inspection and tests)."""
-        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
-        choice = self._adapter_choice(adapter, adapter_scale, model)
-        req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
-        )
-        return self._plan(req, stream, history).http
-
-    def _plan(self, req: ChatRequest, stream: bool, history: HistoryPolicy | None) -> ChatPlan:
-        policy = self.history if history is None else check_policy(history, self.engine)
-        return ChatPlan(self.dialect, req, stream, policy, self._learned, self._learn)
-
-    def _learn(self, rules: TemplateRules) -> None:
-        self._learned = rules
-
-    def build_generate(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageInput] | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        stream: bool = False,
-        **sampling: Any,
-    ) -> HttpRequest:
-        """The HTTP request ``generate`` would send, without sending it (images on llama.cpp need the
-        server's media marker, and adapters its adapter list, which ``generate`` reads first)."""
-        if not isinstance(prompt, str):
-            raise InvalidRequestError("prompt must be a string", engine=self.engine)
-        controls = sorted(_CONTROLS & sampling.keys())
-        if controls:
-            raise InvalidRequestError(
-                f"{', '.join(controls)}: thinking controls act through the chat template, which the native"
-                " text route does not apply; use chat",
-                engine=self.engine,
-            )
-        req = GenerateRequest(
-            prompt,
-            normalize_response_format(response_format),
-            sampling,
-            dict(extra_body or {}),
-            model,
-            normalize_images(images, self.max_media_bytes),
-            self._media_marker,
-            self._adapter_choice(adapter, adapter_scale, model),
-        )
-        return self.dialect.build_generate(req, stream)
-
-    def _media_probe(self, images: Sequence[ImageInput] | None) -> tuple[tuple[str, ...], HttpRequest | None]:
-        """``images`` normalized (refused before any I/O when the route cannot take them), and the discovery
-        request to answer before sending them on the native text route, if one is needed."""
-        urls = normalize_images(images, self.max_media_bytes)
-        if not urls or self._media_marker is not None:
-            return urls, None
-        return urls, self.dialect.media_probe(urls)
 
     def affinity_params(self, slot: int) -> dict[str, Any]:
         """Sampling parameters that keep one session's prompt cache warm on this server, for session
