@@ -1,6 +1,7 @@
-"""The pydantic fields of the embedding and rerank wrappers (``langchain-selfhosted``'s ``*Embeddings``
-and ``SelfHostedRerank``, ``llama-index-embeddings-selfhosted``, ``llama-index-postprocessor-selfhosted-
-rerank``), declared once here instead of once per wrapper distribution, with the client built from them.
+"""The pydantic fields the wrapper distributions share, declared once here instead of once per wrapper:
+the connection fields of every class, and the embedding and rerank wrappers' batching fields with the
+client built from them (``langchain-selfhosted``'s ``*Embeddings`` and ``SelfHostedRerank``,
+``llama-index-embeddings-selfhosted``, ``llama-index-postprocessor-selfhosted-rerank``).
 
 Private: not part of ``engine_clients``' API; it changes together with the wrappers."""
 
@@ -14,7 +15,13 @@ from ._clients import LlamaCppClient, SGLangClient, TEIClient, VLLMClient
 from ._pool import EnginePool
 from ._wrapper_support import batch_options, connection_kwargs
 
-__all__ = ["EmbeddingClient", "EmbeddingServerFields", "EmbeddingTarget", "embedding_client_class"]
+__all__ = [
+    "ConnectionFields",
+    "EmbeddingClient",
+    "EmbeddingServerFields",
+    "EmbeddingTarget",
+    "embedding_client_class",
+]
 
 EmbeddingClient = LlamaCppClient | VLLMClient | TEIClient | SGLangClient
 """The engine clients with ``embed`` and ``rerank``."""
@@ -35,27 +42,37 @@ def embedding_client_class(engine: str) -> type[EmbeddingClient]:
     return _BY_ENGINE[engine]
 
 
-class EmbeddingServerFields(BaseModel):
+class ConnectionFields(BaseModel):
+    """The connection fields of every wrapper class: chat models, LLMs, embeddings and rerankers."""
+
+    model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
+
+    base_url: str | None = None
+    """Server URL; defaults to ``$<ENGINE>_BASE_URL`` (``VLLM_BASE_URL``, ``LLAMACPP_BASE_URL``,
+    ``TGI_BASE_URL``, ``SGLANG_BASE_URL``, ``TEI_BASE_URL``)."""
+    api_key: SecretStr | None = None
+    """Bearer token; defaults to ``$<ENGINE>_API_KEY``. Never shown in repr, serialized or pickled."""
+    model: str | None = None
+    """Model id sent with each request. None: the server's own (a chat model reads its name from the server
+    once, on first use, for metadata and tracing)."""
+    timeout: float | None = None
+    """Seconds; bounds the whole answer, and each stream chunk when streaming. None: the client's defaults."""
+    max_retries: int = 2
+    """Retries on connection errors, timeouts, 429 and 502/503/504 (before any output arrived)."""
+    default_headers: dict[str, str] | None = None
+    """Extra HTTP headers sent with every request."""
+    http_backend: str | None = None
+    """The async socket layer: ``"httpx"`` or ``"aiohttp"`` (faster for thousands of concurrent streams;
+    ``pip install 'llm-engine-clients[aiohttp]'``). None: ``$ENGINE_CLIENTS_HTTP_BACKEND``, else httpx."""
+
+
+class EmbeddingServerFields(ConnectionFields):
     """Connection and batching fields, and the engine client built from them on first use (or the one
     given as ``client=``, never closed here). Subclasses name their client class in ``client_class`` or
     override :meth:`_client_class`."""
 
-    model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
-
     client_class: ClassVar[type[EmbeddingClient]]
 
-    base_url: str | None = None
-    """Server URL; defaults to ``$<ENGINE>_BASE_URL`` (``LLAMACPP_BASE_URL``, ``VLLM_BASE_URL``,
-    ``TEI_BASE_URL``, ``SGLANG_BASE_URL``)."""
-    api_key: SecretStr | None = None
-    """Bearer token; defaults to ``$<ENGINE>_API_KEY``."""
-    model: str | None = None
-    """Model name sent with each request (None: the server's own)."""
-    timeout: float | None = None
-    max_retries: int = 2
-    default_headers: dict[str, str] | None = None
-    http_backend: str | None = None
-    """``"httpx"`` or ``"aiohttp"`` (None: ``$ENGINE_CLIENTS_HTTP_BACKEND``, else httpx)."""
     batch_size: int | None = None
     """Inputs per request; None: the server's limit (TEI's ``/info``), else the engine's default."""
     truncate: bool = False

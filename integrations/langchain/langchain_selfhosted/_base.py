@@ -12,7 +12,7 @@ import os
 from typing import Annotated, Any, ClassVar
 
 from langchain_core.language_models import LangSmithParams
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from engine_clients import (
     PROBE_TIMEOUT,
@@ -25,6 +25,7 @@ from engine_clients import (
     connect,
     detect_engine,
 )
+from engine_clients._wrapper_fields import ConnectionFields
 from engine_clients._wrapper_support import canonical_engine
 
 from ._client import EngineClient, EngineClientMixin, _ClientState
@@ -44,9 +45,11 @@ class _Sampling:
 SAMPLING = _Sampling()
 
 
-class EngineModelMixin(EngineClientMixin, BaseModel):
-    """Fields and plumbing shared by the chat models and the LLMs of every engine (the engine client and
-    model discovery: :class:`~langchain_selfhosted._client.EngineClientMixin`)."""
+class EngineModelMixin(ConnectionFields, EngineClientMixin):
+    """Fields and plumbing shared by the chat models and the LLMs of every engine: the connection fields
+    (``base_url``, ``api_key``, ``model``, ``timeout``, ``max_retries``, ``default_headers``,
+    ``http_backend``: ``engine_clients``' shared wrapper fields), the engine client and model discovery
+    (:class:`~langchain_selfhosted._client.EngineClientMixin`)."""
 
     model_config = ConfigDict(protected_namespaces=(), populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -54,21 +57,6 @@ class EngineModelMixin(EngineClientMixin, BaseModel):
     """The engine client the wrapper drives (``TGIClient``, ``VLLMClient``, ``LlamaCppClient``); auto-mode
     classes have none."""
 
-    base_url: str | None = None
-    """Server URL; defaults to ``$<ENGINE>_BASE_URL`` (``TGI_BASE_URL``, ``VLLM_BASE_URL``, ...)."""
-    api_key: SecretStr | None = None
-    """Bearer token; defaults to ``$<ENGINE>_API_KEY``. Never shown in repr, serialized or pickled."""
-    model: str | None = None
-    """Model id. When omitted it is read from the server (once, on first use) for metadata and tracing."""
-    timeout: float | None = None
-    """Seconds; bounds the whole answer, and each stream chunk when streaming. None: the client's defaults."""
-    max_retries: int = 2
-    """Retries on connection errors, timeouts, 429 and 502/503/504 (before any output arrived)."""
-    default_headers: dict[str, str] | None = None
-    """Extra HTTP headers sent with every request."""
-    http_backend: str | None = None
-    """The async socket layer: ``"httpx"`` or ``"aiohttp"`` (faster for thousands of concurrent streams;
-    ``pip install 'llm-engine-clients[aiohttp]'``). None: ``$ENGINE_CLIENTS_HTTP_BACKEND``, else httpx."""
     split_thinking: bool = True
     """Split a model's ``<think>…</think>`` out of the answer text into
     ``additional_kwargs["reasoning_content"]`` when the server has no reasoning parser (always on TGI;
