@@ -32,6 +32,7 @@ from .errors import (
     StreamTimeoutError,
     TimeoutError,
     UpstreamUnreachableError,
+    retyped,
 )
 
 __all__ = [
@@ -236,13 +237,7 @@ class TransportBase:
         """The typed error for an HTTP error answer (a router's "could not reach the engine" included)."""
         err = self._parse_error(response.status_code, body)
         if response.status_code in (500, 502) and any(m in body for m in _UPSTREAM_UNREACHABLE):
-            err = UpstreamUnreachableError(
-                err.message,
-                status_code=err.status_code,
-                engine=err.engine,
-                error_type=err.error_type,
-                body=err.body,
-            )
+            err = retyped(err, UpstreamUnreachableError, err.message)
         err.retry_after = parse_retry_after(response.headers)
         return err
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._detect import aconnect, client_class
 from ._http import Timeouts
+from ._pool_stats import Percentiles
 from .errors import EngineError
 from .types import End, Token
 
@@ -42,14 +43,8 @@ class Stat:
 
     @classmethod
     def of(cls, samples: Sequence[float]) -> Stat:
-        if not samples:
-            return cls(None, None, None, None)
-        s = sorted(samples)
-
-        def rank(p: float) -> float:
-            return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-        return cls(sum(s) / len(s), rank(50), rank(90), rank(99))
+        ranks = Percentiles.of(samples)
+        return cls(sum(samples) / len(samples) if samples else None, ranks.p50, ranks.p90, ranks.p99)
 
 
 @dataclass(slots=True)

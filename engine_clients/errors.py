@@ -8,7 +8,7 @@ Server answers map by HTTP status (parsed by each engine's dialect); transport f
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .types import ToolCall
@@ -73,6 +73,21 @@ class EngineError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only arguments do not survive the default pickling of exceptions.
         return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+_E = TypeVar("_E", bound=EngineError)
+
+
+def retyped(err: EngineError, cls: type[_E], message: str, **fields: Any) -> _E:
+    """``err``'s answer (status, engine, error type, body) as the more specific ``cls``, with ``message``."""
+    return cls(
+        message,
+        status_code=err.status_code,
+        engine=err.engine,
+        error_type=err.error_type,
+        body=err.body,
+        **fields,
+    )
 
 
 def _rebuild(cls: type[EngineError], message: str, state: dict[str, Any]) -> EngineError:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from .._client_core import ClientCore
 from .._model_types import AdapterInfo, ModelInfo
-from ..errors import EngineError, ModelRequiredError, NotFoundError
+from ..errors import EngineError, ModelRequiredError, NotFoundError, retyped
 from ..types import StreamEvent
 
 __all__ = ["AsyncModelsAPI"]
@@ -85,14 +85,7 @@ class AsyncModelsAPI(ClientCore):
         except EngineError:
             return err
         listed = ", ".join(names) or "none listed"
-        return ModelRequiredError(
-            f"{err.message} (its models: {listed})",
-            models=names,
-            status_code=err.status_code,
-            engine=err.engine,
-            error_type=err.error_type,
-            body=err.body,
-        )
+        return retyped(err, ModelRequiredError, f"{err.message} (its models: {listed})", models=names)
 
     async def _achecked(
         self, events: AsyncIterator[StreamEvent], adapter: str | None

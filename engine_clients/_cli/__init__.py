@@ -20,8 +20,17 @@ def parser() -> argparse.ArgumentParser:
         " works against it (doctor), start a local one (serve), or load it (loadtest).",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, doctor, serve, loadtest):
-        module.add_parser(sub)
+    # each command module: NAME, SUMMARY, DESCRIPTION, EPILOG, add_arguments(parser) and run(args)
+    for command in (demo, doctor, serve, loadtest):
+        one = sub.add_parser(
+            command.NAME,
+            help=command.SUMMARY,
+            description=command.DESCRIPTION,
+            epilog=command.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(one)
+        one.set_defaults(run=command.run)
     return top
 
 

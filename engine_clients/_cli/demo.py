@@ -34,21 +34,21 @@ CITY_SCHEMA = {
     "required": ["city", "population"],
 }
 
-HELP = """\
+EPILOG = """\
 Without --url it uses the first of TGI_BASE_URL, VLLM_BASE_URL, LLAMACPP_BASE_URL that is set (with
 TGI_API_KEY, VLLM_API_KEY or LLAMACPP_API_KEY), else it builds and starts a local llama-server with a
 scripted tiny model (the first run compiles llama.cpp: ~7-12 min on 2 cores)."""
 
 
-def add_parser(sub: Any) -> None:
-    demo = sub.add_parser(
-        "demo",
-        help="streamed chat, a tool call and structured output against a server",
-        description="A streamed chat, a tool call and a structured output, through engine_clients and"
-        " (when installed) LangChain.",
-        epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "demo"
+SUMMARY = "streamed chat, a tool call and structured output against a server"
+DESCRIPTION = (
+    "A streamed chat, a tool call and a structured output, through engine_clients and"
+    " (when installed) LangChain."
+)
+
+
+def add_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--url", help="base URL of a running TGI / vLLM / llama-server (default: *_BASE_URL)")
     demo.add_argument("--engine", choices=sorted(CLIENTS), help="engine at --url (default: llamacpp)")
     demo.add_argument(
@@ -58,7 +58,6 @@ def add_parser(sub: Any) -> None:
     )
     demo.add_argument("--model", help="a GGUF file to serve locally instead of the scripted tiny model")
     demo.add_argument("--no-langchain", action="store_true", help="use engine_clients only")
-    demo.set_defaults(run=run)
 
 
 def say(text: str) -> None:

@@ -21,15 +21,15 @@ a server could not be reached, identified or authenticated, or a --require'd cap
 arguments. --json prints one object per server (a list when there are several)."""
 
 
-def add_parser(sub: Any) -> None:
-    doctor = sub.add_parser(
-        "doctor",
-        help="what works against a server, and the flag or setting that fixes what does not",
-        description="Detect the engine, try each capability with one small request, and print what works,"
-        " what was seen, and the fix for what does not.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "doctor"
+SUMMARY = "what works against a server, and the flag or setting that fixes what does not"
+DESCRIPTION = (
+    "Detect the engine, try each capability with one small request, and print what works,"
+    " what was seen, and the fix for what does not."
+)
+
+
+def add_arguments(doctor: argparse.ArgumentParser) -> None:
     doctor.add_argument("urls", nargs="*", metavar="URL", help="server base URL(s) (default: *_BASE_URL)")
     doctor.add_argument("--engine", choices=sorted(ENGINES), help="skip detection: the engine at every URL")
     doctor.add_argument(
@@ -66,7 +66,6 @@ def add_parser(sub: Any) -> None:
         metavar="CAPS",
         help="comma-separated capabilities that must be ok (e.g. chat,tools,reasoning): exit 1 otherwise",
     )
-    doctor.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,14 +11,16 @@ from typing import Any
 from .._detect import ENGINES
 from .._loadtest import DEFAULT_PROMPT, LevelResult, loadtest
 
+NAME = "loadtest"
+SUMMARY = "a sweep of concurrency levels: TTFT, inter-token latency, output tokens/s, errors"
+DESCRIPTION = (
+    "Stream chat requests at each concurrency level and report time to first token,"
+    " inter-token latency, output tokens per second and errors."
+)
+EPILOG = None
 
-def add_parser(sub: Any) -> None:
-    lt = sub.add_parser(
-        "loadtest",
-        help="a sweep of concurrency levels: TTFT, inter-token latency, output tokens/s, errors",
-        description="Stream chat requests at each concurrency level and report time to first token,"
-        " inter-token latency, output tokens per second and errors.",
-    )
+
+def add_arguments(lt: argparse.ArgumentParser) -> None:
     lt.add_argument("url", metavar="URL", help="server base URL")
     lt.add_argument("--engine", choices=sorted(ENGINES), help="skip detection")
     lt.add_argument("--api-key", default=None, help="the server's API key (default: the engine's *_API_KEY)")
@@ -37,7 +39,6 @@ def add_parser(sub: Any) -> None:
     lt.add_argument("--timeout", type=float, default=120.0, help="most seconds to wait for any chunk")
     lt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lt.add_argument("--plot", metavar="FILE.png", help="draw the sweep (needs matplotlib: the [plot] extra)")
-    lt.set_defaults(run=run)
 
 
 def _levels(text: str) -> list[int]:

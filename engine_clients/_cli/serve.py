@@ -35,14 +35,12 @@ kinds (scripted tiny models, built on first use):
 Arguments after -- go to llama-server, e.g.: engine-clients serve --model my.gguf -- --mmproj proj.gguf"""
 
 
-def add_parser(sub: Any) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help="start a local llama-server in the foreground (scripted tiny model or your GGUF)",
-        description="Start the test kit's llama-server in the foreground; Ctrl-C or SIGTERM stops it.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "serve"
+SUMMARY = "start a local llama-server in the foreground (scripted tiny model or your GGUF)"
+DESCRIPTION = "Start the test kit's llama-server in the foreground; Ctrl-C or SIGTERM stops it."
+
+
+def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--kind", choices=KINDS, default="chat", help="which scripted model (default: chat)")
     serve.add_argument("--model", help="serve this GGUF file instead of a scripted model")
     serve.add_argument("--api-key", default=None, help="require this API key (llama-server --api-key)")
@@ -51,7 +49,6 @@ def add_parser(sub: Any) -> None:
         "--ctx-per-slot", type=int, default=8192, help="context tokens per request (default 8192)"
     )
     serve.add_argument("llama_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    serve.set_defaults(run=run)
 
 
 def _start(args: argparse.Namespace) -> Any:

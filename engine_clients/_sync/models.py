@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from .._client_core import ClientCore
 from .._model_types import AdapterInfo, ModelInfo
-from ..errors import EngineError, ModelRequiredError, NotFoundError
+from ..errors import EngineError, ModelRequiredError, NotFoundError, retyped
 from ..types import StreamEvent
 
 __all__ = ["SyncModelsAPI"]
@@ -86,14 +86,7 @@ class SyncModelsAPI(ClientCore):
         except EngineError:
             return err
         listed = ", ".join(names) or "none listed"
-        return ModelRequiredError(
-            f"{err.message} (its models: {listed})",
-            models=names,
-            status_code=err.status_code,
-            engine=err.engine,
-            error_type=err.error_type,
-            body=err.body,
-        )
+        return retyped(err, ModelRequiredError, f"{err.message} (its models: {listed})", models=names)
 
     def _checked(
         self, events: Iterator[StreamEvent], adapter: str | None

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from .._model_types import AdapterInfo, ModelInfo, ModelState
 from .._requests import AdapterChoice
-from ..errors import AdapterNotFoundError, EngineError, NotFoundError
+from ..errors import AdapterNotFoundError, EngineError, NotFoundError, retyped
 from .base import SHAPE_ERRORS, Dialect, HttpRequest
 
 __all__ = ["AdapterCodec", "adapter_named", "model_state"]
@@ -91,14 +91,8 @@ class AdapterCodec(Dialect):
         not exist. Valid aliases: ..."). None: ``err`` says something else."""
         if not isinstance(err, NotFoundError) or isinstance(err, AdapterNotFoundError):
             return None
-        return AdapterNotFoundError(
-            f"{err.message} (no adapter {adapter!r} on this server: see client.adapters())",
-            adapter=adapter,
-            status_code=err.status_code,
-            engine=err.engine,
-            error_type=err.error_type,
-            body=err.body,
-        )
+        message = f"{err.message} (no adapter {adapter!r} on this server: see client.adapters())"
+        return retyped(err, AdapterNotFoundError, message, adapter=adapter)
 
     # -- listing ----------------------------------------------------------------------------------
     def adapters_request(self, model: str | None = None) -> HttpRequest:

@@ -1,4 +1,5 @@
-"""What every dialect shares: the HTTP request description, the stream accumulator, JSON and error helpers.
+"""What every dialect shares: the HTTP request description, the stream accumulator, JSON and parsing helpers
+(the error half is ``error_codec.py``).
 
 A dialect is a pure codec: it turns an operation into an :class:`HttpRequest`, and a status + body (or one
 SSE event) into typed results, events or errors. It performs no I/O.
@@ -13,30 +14,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    ChatTemplateError,
-    ContextWindowExceededError,
-    EngineError,
-    EngineUnavailableError,
-    InternalServerError,
-    InvalidRequestError,
-    MalformedResponseError,
-    ModelLoadingError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    TimeoutError,
-    UnsupportedInputError,
-)
+from ..errors import EngineError, MalformedResponseError
 from ..types import HistoryChange, JsonObject, JsonSchema, Timings, TokenLogprob, TopLogprob, Usage
 from .decoder import StreamDecoder, normalize_finish
-from .fixes import with_fix
+from .error_codec import ErrorCodec, clip, status_error
 from .reasoning import DEFAULT_THINK_TAGS, ThinkSplitter, ThinkTags
-from .templates import template_fix, template_rule_of
 
-__all__ = ["SHAPE_ERRORS", "HttpRequest", "StreamDecoder", "loads", "normalize_finish", "status_error"]
+__all__ = [
+    "SHAPE_ERRORS",
+    "HttpRequest",
+    "StreamDecoder",
+    "loads",
+    "normalize_finish",
+    "same_name",
+    "status_error",
+]
 
 # What reading an answer of an unexpected shape raises (a list where an object was due, a missing key, ...);
 # dialect entry points turn these into MalformedResponseError so only typed errors leave the package.
@@ -56,12 +48,12 @@ def loads(data: bytes | str) -> Any:
     try:
         return _loads(data)
     except _JSONError as exc:
-        raise MalformedResponseError(f"invalid JSON from the engine: {exc}", body=_clip(data)) from None
+        raise MalformedResponseError(f"invalid JSON from the engine: {exc}", body=clip(data)) from None
 
 
-def _clip(data: bytes | str, n: int = 500) -> str:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return text if len(text) <= n else text[:n] + "…"
+def same_name(names: str) -> dict[str, str]:
+    """Parameters the wire spells as callers do: ``"top_k min_p"`` -> ``{"top_k": "top_k", ...}``."""
+    return {name: name for name in names.split()}
 
 
 @dataclass(slots=True)
@@ -147,51 +139,6 @@ def text_of(content: Any) -> str:
     raise MalformedResponseError(f"message content is a JSON {type(content).__name__}", body=content)
 
 
-# ---- errors ---------------------------------------------------------------------------------------
-
-_STATUS_CLASSES: dict[int, type[EngineError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: TimeoutError,
-    413: BadRequestError,
-    415: BadRequestError,
-    422: BadRequestError,
-    424: InternalServerError,
-    429: RateLimitError,
-    500: InternalServerError,
-    502: EngineUnavailableError,
-    503: EngineUnavailableError,
-    504: EngineUnavailableError,
-}
-
-
-def status_error(
-    status: int,
-    message: str,
-    *,
-    engine: str,
-    error_type: str | None = None,
-    body: Any = None,
-    context: tuple[int | None, int | None] | None = None,
-) -> EngineError:
-    if context is not None:
-        return ContextWindowExceededError(
-            message,
-            prompt_tokens=context[0],
-            context_limit=context[1],
-            status_code=status,
-            engine=engine,
-            error_type=error_type,
-            body=body,
-        )
-    cls = _STATUS_CLASSES.get(status) or (
-        InternalServerError if status >= 500 else BadRequestError if status >= 400 else EngineError
-    )
-    return cls(message, status_code=status, engine=engine, error_type=error_type, body=body)
-
-
 _GUARDED = ("parse_chat", "parse_generate", "parse_info", "parse_tokenize")
 
 
@@ -209,7 +156,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-class Dialect:
+class Dialect(ErrorCodec):
     """Base of all dialects. Subclasses set ``engine`` and implement the operations they support.
 
     The parse methods of every subclass are guarded: an answer of an unexpected shape raises
@@ -227,7 +174,7 @@ class Dialect:
                 setattr(cls, name, _guard(fn))
 
     def malformed(self, exc: BaseException, data: Any = None) -> MalformedResponseError:
-        body = _clip(data) if isinstance(data, bytes | str) else data
+        body = clip(data) if isinstance(data, bytes | str) else data
         return MalformedResponseError(
             f"unexpected answer shape from {self.engine}: {type(exc).__name__}: {exc}",
             engine=self.engine,
@@ -254,149 +201,11 @@ class Dialect:
         """A fresh ``<think>`` splitter for one chat answer, or None when ``think_tags`` is None."""
         return ThinkSplitter(self.think_tags) if self.think_tags is not None else None
 
-    # -- errors --
-    def error_fields(self, obj: Any, text: str) -> tuple[str, str | None]:
-        """(message, engine error type) from any error body shape the engines use."""
-        if isinstance(obj, Mapping):
-            err = obj.get("error")
-            if isinstance(err, Mapping):
-                return str(err.get("message") or err), _str(err.get("type") or err.get("error_type"))
-            if isinstance(err, str):
-                return err, _str(obj.get("error_type") or obj.get("type"))
-            if obj.get("object") == "error" or "message" in obj:
-                return str(obj.get("message")), _str(obj.get("type"))
-            if "detail" in obj:
-                return str(obj["detail"]), None
-        if isinstance(obj, list) and obj:
-            return self.error_fields(obj[0], text)
-        return (text.strip() or "(empty body)"), None
-
-    def context_limits(self, message: str, obj: Any) -> tuple[int | None, int | None] | None:
-        """(prompt tokens, limit) when the error says the context window was exceeded, else None."""
-        return None
-
-    # (pattern over the error message, input kind or None to take it from the match's first group, fix)
-    unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = ()
-
-    def unsupported_input(
-        self, status: int, message: str, error_type: str | None, body: Any
-    ) -> UnsupportedInputError | None:
-        """The typed error when the engine says it cannot take an input kind (image, audio)."""
-        if status < 400:
-            return None
-        for pattern, kind, fix in self.unsupported_inputs:
-            m = pattern.search(message)
-            if m:
-                found = kind or m.group(1).lower()
-                what = "image or audio" if found == "media" else found
-                return UnsupportedInputError(
-                    f"{message.rstrip('.')}. This server cannot take {what} input: {fix}",
-                    kind=found,
-                    status_code=status,
-                    engine=self.engine,
-                    error_type=error_type,
-                    body=body,
-                )
-        return None
-
-    def refuse_input(self, kind: str, where: str) -> UnsupportedInputError:
-        """A kind of input the route has no wire format for, refused before sending."""
-        return UnsupportedInputError(
-            f"{self.engine} takes no {kind} input on {where}", kind=kind, engine=self.engine
-        )
-
-    def is_loading(self, message: str, etype: str | None) -> bool:
-        """Whether a 503 says the model is loading (waited on) rather than the server being unhealthy."""
-        return False
-
-    def parse_error(self, status: int, body: bytes) -> EngineError:
-        obj: Any = None
-        text = body.decode("utf-8", "replace")
-        if body:
-            try:
-                obj = json.loads(body)
-            except ValueError:
-                obj = None
-        message, etype = self.error_fields(obj, text)
-        if not body and status == 401:
-            message = "unauthorized: missing or wrong API key"
-        unsupported = self.unsupported_input(status, message, etype, obj if obj is not None else _clip(text))
-        if unsupported is not None:
-            return unsupported
-        if status == 503 and self.is_loading(message, etype):
-            return ModelLoadingError(
-                message, status_code=status, engine=self.engine, error_type=etype, body=obj or _clip(text)
-            )
-        context = self.context_limits(message, obj) if status in (400, 413, 422, 500) else None
-        if context is None and status in (400, 422, 500):
-            # A chat template that raised over the messages (llama.cpp 400 "Unable to generate parser for
-            # this template ...", vLLM 400 with the Jinja exception's text, TGI 422 "Template error: ...").
-            rule = template_rule_of(message, etype)
-            if rule is not None:
-                return ChatTemplateError(
-                    message,
-                    rule=rule,
-                    fix=template_fix(rule),
-                    status_code=status,
-                    engine=self.engine,
-                    error_type=etype,
-                    body=obj if obj is not None else _clip(text),
-                )
-        return status_error(
-            status,
-            with_fix(self.engine, message),  # "tools param requires --jinja flag. Fix: start ... --jinja"
-            engine=self.engine,
-            error_type=etype,
-            body=obj if obj is not None else _clip(text),
-            context=context,
-        )
-
-    def event_error(self, obj: Any, default_status: int = 500) -> EngineError:
-        """An error object received inside a 200 stream."""
-        message, etype = self.error_fields(obj, "")
-        status = default_status
-        err = obj.get("error") if isinstance(obj, Mapping) else None
-        if isinstance(err, Mapping):
-            code = err.get("http_status_code", err.get("code"))
-            if isinstance(code, int) and 400 <= code < 600:
-                status = code
-        status = _EVENT_STATUS.get(etype or "", status)
-        unsupported = self.unsupported_input(status, message, etype, obj)
-        if unsupported is not None:
-            return unsupported
-        return status_error(
-            status,
-            with_fix(self.engine, message),
-            engine=self.engine,
-            error_type=etype,
-            body=obj,
-            context=self.context_limits(message, obj),
-        )
-
     def check(self, ok: bool, what: str, body: Any) -> None:
         if not ok:
             raise MalformedResponseError(
                 f"unexpected {what} from {self.engine}", engine=self.engine, body=body
             )
-
-    def unsupported(self, what: str) -> InvalidRequestError:
-        return InvalidRequestError(f"{self.engine} does not support {what}", engine=self.engine)
-
-
-# Error types some engines put in stream error events, mapped to the status they would have had.
-_EVENT_STATUS = {
-    "validation": 422,
-    "overloaded": 429,
-    "generation": 424,
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "unavailable_error": 503,
-    "exceed_context_size_error": 400,
-}
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
 
 
 def first_int(pattern: re.Pattern[str], text: str) -> tuple[int, ...] | None:

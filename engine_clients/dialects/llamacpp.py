@@ -30,25 +30,17 @@ from ..types import (
     TopLogprob,
     Usage,
 )
-from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads
+from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads, same_name
 from .embeddings import EmbeddingCodec
 from .fixes import FIXES
 from .llamacpp_models import LlamaCppModelsCodec
-from .openai_compat import COMMON_CHAT_PARAMS, _maybe_json
+from .openai_compat import COMMON_CHAT_PARAMS, TEMPLATE_THINKING, _maybe_json
 
 __all__ = ["LlamaCppDialect"]
 
 _NATIVE = {
-    "top_k": "top_k",
-    "min_p": "min_p",
-    "typical_p": "typical_p",
     "repetition_penalty": "repeat_penalty",
-    "n_probs": "n_probs",
-    "cache_prompt": "cache_prompt",
-    "id_slot": "id_slot",
-    "grammar": "grammar",
-    "json_schema": "json_schema",
-    "parallel_tool_calls": "parallel_tool_calls",
+    **same_name("top_k min_p typical_p n_probs cache_prompt id_slot grammar json_schema parallel_tool_calls"),
 }
 _COMPLETION = {
     **{k: v for k, v in COMMON_CHAT_PARAMS.items() if k not in ("logprobs", "top_logprobs")},
@@ -84,8 +76,7 @@ class LlamaCppDialect(LlamaCppModelsCodec, EmbeddingCodec):
     # let a server-wide ``--reasoning-budget`` win). common/chat.cpp reads history ``reasoning_content``.
     history_reasoning_field: ClassVar[str | None] = "reasoning_content"
     reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "thinking": ("chat_template_kwargs", "enable_thinking"),
-        "reasoning_effort": ("reasoning_effort",),
+        **TEMPLATE_THINKING,
         "thinking_budget": ("thinking_budget_tokens",),
     }
     # common/chat.cpp builds the tool-call grammar from the tools' parameter schemas (strict or not); under

@@ -29,7 +29,14 @@ from urllib.parse import quote
 
 from .._model_types import AdapterInfo, ModelInfo
 from .._requests import AdapterChoice
-from ..errors import BadRequestError, EngineError, InvalidRequestError, ModelRequiredError, NotFoundError
+from ..errors import (
+    BadRequestError,
+    EngineError,
+    InvalidRequestError,
+    ModelRequiredError,
+    NotFoundError,
+    retyped,
+)
 from ..types import EngineInfo
 from .adapters import AdapterCodec, adapter_named, model_state
 from .base import SHAPE_ERRORS, HttpRequest
@@ -159,19 +166,7 @@ class LlamaCppModelsCodec(AdapterCodec):
     def parse_error(self, status: int, body: bytes) -> EngineError:
         err = super().parse_error(status, body)
         if status == 400 and "model name is missing from the request" in err.message:
-            return ModelRequiredError(
-                f"{err.message}: {_ROUTER_HINT}",
-                status_code=status,
-                engine=self.engine,
-                error_type=err.error_type,
-                body=err.body,
-            )
+            return retyped(err, ModelRequiredError, f"{err.message}: {_ROUTER_HINT}")
         if status == 400 and _UNKNOWN_MODEL.search(err.message):
-            return NotFoundError(
-                f"{err.message} (the router's models: see client.models())",
-                status_code=status,
-                engine=self.engine,
-                error_type=err.error_type,
-                body=err.body,
-            )
+            return retyped(err, NotFoundError, f"{err.message} (the router's models: see client.models())")
         return err

@@ -26,6 +26,7 @@ from .base import (
     normalize_finish,
     parse_openai_logprobs,
     parse_usage,
+    same_name,
     text_of,
 )
 from .json_answer import json_answer
@@ -41,16 +42,16 @@ __all__ = [
     "parse_completion_logprobs",
 ]
 
+# the thinking controls where OpenAI-compatible servers read them (vLLM, llama.cpp, SGLang); each dialect adds
+# its own thinking-budget field
+TEMPLATE_THINKING: Mapping[str, tuple[str, ...]] = {
+    "thinking": ("chat_template_kwargs", "enable_thinking"),
+    "reasoning_effort": ("reasoning_effort",),
+}
 COMMON_CHAT_PARAMS = {
-    "max_tokens": "max_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-    "stop": "stop",
-    "frequency_penalty": "frequency_penalty",
-    "presence_penalty": "presence_penalty",
-    "logprobs": "logprobs",
-    "top_logprobs": "top_logprobs",
+    **same_name(
+        "max_tokens temperature top_p seed stop frequency_penalty presence_penalty logprobs top_logprobs"
+    ),
 }
 
 

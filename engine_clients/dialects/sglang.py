@@ -55,9 +55,9 @@ from ..types import (
     TokenInfo,
     Usage,
 )
-from .base import HttpRequest, StreamDecoder, _guard, _int, first_int, normalize_finish
+from .base import HttpRequest, StreamDecoder, _guard, _int, first_int, normalize_finish, same_name
 from .embeddings import EmbeddingCodec, _doc_text, _score
-from .openai_compat import COMMON_CHAT_PARAMS
+from .openai_compat import COMMON_CHAT_PARAMS, TEMPLATE_THINKING
 from .sglang_generate import GenerateStreamDecoder, abort_error, meta_logprobs, meta_timings, meta_usage
 
 __all__ = ["SGLangDialect"]
@@ -65,57 +65,29 @@ __all__ = ["SGLangDialect"]
 # ChatCompletionRequest's SGLang extensions (protocol.py), by the names callers pass
 _CHAT_EXTRAS = {
     "max_tokens": "max_completion_tokens",
-    "max_completion_tokens": "max_completion_tokens",
-    "top_k": "top_k",
-    "min_p": "min_p",
-    "min_tokens": "min_tokens",
-    "repetition_penalty": "repetition_penalty",
-    "stop_token_ids": "stop_token_ids",
-    "stop_regex": "stop_regex",
-    "ignore_eos": "ignore_eos",
-    "no_stop_trim": "no_stop_trim",
-    "skip_special_tokens": "skip_special_tokens",
-    "logit_bias": "logit_bias",
-    "parallel_tool_calls": "parallel_tool_calls",
-    "continue_final_message": "continue_final_message",
-    "separate_reasoning": "separate_reasoning",
-    "stream_reasoning": "stream_reasoning",
-    "lora_path": "lora_path",
-    "rid": "rid",
-    "priority": "priority",
+    **same_name(
+        "max_completion_tokens top_k min_p min_tokens repetition_penalty stop_token_ids stop_regex "
+        "ignore_eos no_stop_trim skip_special_tokens logit_bias parallel_tool_calls "
+        "continue_final_message separate_reasoning stream_reasoning lora_path rid priority"
+    ),
 }
 # /generate: caller name -> SamplingParams key (sampling_params.py; the api_types.py gate rejects others)
 _SAMPLING = {
     "max_tokens": "max_new_tokens",
-    "max_new_tokens": "max_new_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "min_p": "min_p",
     "seed": "sampling_seed",
-    "stop": "stop",
-    "stop_token_ids": "stop_token_ids",
-    "stop_regex": "stop_regex",
-    "frequency_penalty": "frequency_penalty",
-    "presence_penalty": "presence_penalty",
-    "repetition_penalty": "repetition_penalty",
     "min_tokens": "min_new_tokens",
-    "min_new_tokens": "min_new_tokens",
-    "ignore_eos": "ignore_eos",
-    "skip_special_tokens": "skip_special_tokens",
-    "spaces_between_special_tokens": "spaces_between_special_tokens",
-    "no_stop_trim": "no_stop_trim",
-    "logit_bias": "logit_bias",
     "stream_interval": "stream_interval",  # an event every N tokens: fewer cumulative events
+    **same_name(
+        "max_new_tokens temperature top_p top_k min_p stop stop_token_ids stop_regex "
+        "frequency_penalty presence_penalty repetition_penalty min_new_tokens ignore_eos "
+        "skip_special_tokens spaces_between_special_tokens no_stop_trim logit_bias"
+    ),
 }
 # /generate: caller name -> GenerateReqInput top-level field (io_struct.py)
 _TOP_LEVEL = {
     "logprobs": "return_logprob",
     "top_logprobs": "top_logprobs_num",
-    "lora_path": "lora_path",
-    "rid": "rid",
-    "priority": "priority",
-    "session_id": "session_id",
+    **same_name("lora_path rid priority session_id"),
 }
 _CTX = [
     # tokenizer_manager.py _validate_one_request: "The input (N tokens) is longer than the model's context
@@ -136,10 +108,7 @@ class SGLangDialect(EmbeddingCodec):
     chat_params: ClassVar[Mapping[str, str]] = {**COMMON_CHAT_PARAMS, **_CHAT_EXTRAS}
     generate_params: ClassVar[Mapping[str, str]] = {**_SAMPLING, **_TOP_LEVEL}
     history_reasoning_field: ClassVar[str | None] = "reasoning_content"
-    reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "thinking": ("chat_template_kwargs", "enable_thinking"),
-        "reasoning_effort": ("reasoning_effort",),
-    }
+    reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = TEMPLATE_THINKING
     # serving_chat.py: ValueError("image input is not supported for this model") -> 400
     unsupported_inputs: ClassVar[tuple[tuple[re.Pattern[str], str | None, str], ...]] = (
         (re.compile(r"\b(image|audio|video) input is not supported", re.I), None, _MM_FIX),

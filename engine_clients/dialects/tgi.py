@@ -37,7 +37,17 @@ from ..types import (
     TopLogprob,
     Usage,
 )
-from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads, normalize_finish
+from .base import (
+    SHAPE_ERRORS,
+    HttpRequest,
+    StreamDecoder,
+    _float,
+    _int,
+    first_int,
+    loads,
+    normalize_finish,
+    same_name,
+)
 from .fixes import FIXES
 from .openai_compat import COMMON_CHAT_PARAMS, ChatStreamDecoder, OpenAICompatDialect, _maybe_json
 
@@ -45,24 +55,12 @@ __all__ = ["TGIDialect", "inline_schema_refs"]
 
 _GENERATE = {
     "max_tokens": "max_new_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "seed": "seed",
-    "stop": "stop",
-    "repetition_penalty": "repetition_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "typical_p": "typical_p",
-    "truncate": "truncate",
-    "watermark": "watermark",
-    "decoder_input_details": "decoder_input_details",
-    "top_n_tokens": "top_n_tokens",
     "top_logprobs": "top_n_tokens",
-    "grammar": "grammar",
-    "do_sample": "do_sample",
-    "best_of": "best_of",
-    "return_full_text": "return_full_text",
-    "adapter_id": "adapter_id",
+    **same_name(
+        "temperature top_p top_k seed stop repetition_penalty frequency_penalty typical_p truncate "
+        "watermark decoder_input_details top_n_tokens grammar do_sample best_of return_full_text "
+        "adapter_id"
+    ),
 }
 _CTX = [
     # "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens

@@ -10,21 +10,17 @@ from typing import Any, ClassVar
 from .._requests import GenerateRequest
 from ..errors import InvalidRequestError
 from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, Timings, TokenInfo
-from .base import HttpRequest, _float, first_int
+from .base import HttpRequest, _float, first_int, same_name
 from .embeddings import EmbeddingCodec
 from .fixes import FIXES
-from .openai_compat import COMMON_CHAT_PARAMS
+from .openai_compat import COMMON_CHAT_PARAMS, TEMPLATE_THINKING
 
 __all__ = ["VLLMDialect"]
 
 _VLLM_EXTRAS = {
-    "top_k": "top_k",
-    "min_p": "min_p",
-    "repetition_penalty": "repetition_penalty",
-    "min_tokens": "min_tokens",
-    "ignore_eos": "ignore_eos",
-    "structured_outputs": "structured_outputs",
-    "parallel_tool_calls": "parallel_tool_calls",
+    **same_name(
+        "top_k min_p repetition_penalty min_tokens ignore_eos structured_outputs parallel_tool_calls"
+    ),
 }
 
 _CTX_PATTERNS = [
@@ -83,8 +79,7 @@ class VLLMDialect(EmbeddingCodec):
     load_adapter_path: ClassVar[str | None] = "/v1/load_lora_adapter"
     unload_adapter_path: ClassVar[str | None] = "/v1/unload_lora_adapter"
     reasoning_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "thinking": ("chat_template_kwargs", "enable_thinking"),
-        "reasoning_effort": ("reasoning_effort",),
+        **TEMPLATE_THINKING,
         "thinking_budget": ("thinking_token_budget",),
     }
     # A named tool_choice: the tool parser's adjust_request (vllm/tool_parsers/abstract_tool_parser.py)
