@@ -20,13 +20,13 @@ def parser() -> argparse.ArgumentParser:
         " works against it (doctor), start a local one (serve), or load it (loadtest).",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # each command module: NAME, SUMMARY, DESCRIPTION, EPILOG, add_arguments(parser) and run(args)
+    # each command module: SUMMARY, optionally EPILOG, add_arguments(parser) and run(args)
     for command in (demo, doctor, serve, loadtest):
         one = sub.add_parser(
-            command.NAME,
+            command.__name__.rpartition(".")[2],
             help=command.SUMMARY,
-            description=command.DESCRIPTION,
-            epilog=command.EPILOG,
+            description=command.SUMMARY[0].upper() + command.SUMMARY[1:] + ".",
+            epilog=getattr(command, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(one)

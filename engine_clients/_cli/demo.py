@@ -40,12 +40,7 @@ TGI_API_KEY, VLLM_API_KEY or LLAMACPP_API_KEY), else it builds and starts a loca
 scripted tiny model (the first run compiles llama.cpp: ~7-12 min on 2 cores)."""
 
 
-NAME = "demo"
 SUMMARY = "streamed chat, a tool call and structured output against a server"
-DESCRIPTION = (
-    "A streamed chat, a tool call and a structured output, through engine_clients and"
-    " (when installed) LangChain."
-)
 
 
 def add_arguments(demo: argparse.ArgumentParser) -> None:

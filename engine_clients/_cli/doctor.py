@@ -21,12 +21,7 @@ a server could not be reached, identified or authenticated, or a --require'd cap
 arguments. --json prints one object per server (a list when there are several)."""
 
 
-NAME = "doctor"
 SUMMARY = "what works against a server, and the flag or setting that fixes what does not"
-DESCRIPTION = (
-    "Detect the engine, try each capability with one small request, and print what works,"
-    " what was seen, and the fix for what does not."
-)
 
 
 def add_arguments(doctor: argparse.ArgumentParser) -> None:

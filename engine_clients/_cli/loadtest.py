@@ -11,13 +11,7 @@ from typing import Any
 from .._detect import ENGINES
 from .._loadtest import DEFAULT_PROMPT, LevelResult, loadtest
 
-NAME = "loadtest"
 SUMMARY = "a sweep of concurrency levels: TTFT, inter-token latency, output tokens/s, errors"
-DESCRIPTION = (
-    "Stream chat requests at each concurrency level and report time to first token,"
-    " inter-token latency, output tokens per second and errors."
-)
-EPILOG = None
 
 
 def add_arguments(lt: argparse.ArgumentParser) -> None:

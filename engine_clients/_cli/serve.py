@@ -35,9 +35,7 @@ kinds (scripted tiny models, built on first use):
 Arguments after -- go to llama-server, e.g.: engine-clients serve --model my.gguf -- --mmproj proj.gguf"""
 
 
-NAME = "serve"
 SUMMARY = "start a local llama-server in the foreground (scripted tiny model or your GGUF)"
-DESCRIPTION = "Start the test kit's llama-server in the foreground; Ctrl-C or SIGTERM stops it."
 
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:

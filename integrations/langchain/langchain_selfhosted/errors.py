@@ -36,29 +36,8 @@ from langchain_core.exceptions import (
 
 import engine_clients.errors as ec
 
-__all__ = [
-    "AdapterNotFoundError",
-    "AuthenticationError",
-    "BadRequestError",
-    "ChatTemplateError",
-    "ContextWindowExceededError",
-    "EngineError",
-    "EngineUnavailableError",
-    "InternalServerError",
-    "InvalidRequestError",
-    "MalformedResponseError",
-    "MediaTooLargeError",
-    "ModelRequiredError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "StreamError",
-    "StreamTimeoutError",
-    "StructuredOutputError",
-    "TimeoutError",
-    "to_langchain_error",
-    "translate_errors",
-]
+# a twin of every engine_clients error (tests/langchain/test_error_twins.py holds them to it)
+__all__ = [*ec.__all__, "to_langchain_error", "translate_errors"]
 
 
 class EngineError(ec.EngineError, ModelError):
@@ -131,6 +110,14 @@ class EngineUnavailableError(ec.EngineUnavailableError, ModelConnectionError):
     """Nothing answered, or the engine is loading (502/503/504); retryable."""
 
 
+class ModelLoadingError(ec.ModelLoadingError, ModelConnectionError):
+    """The server was still loading or switching its model after ``Timeouts.load`` seconds of waiting."""
+
+
+class UpstreamUnreachableError(ec.UpstreamUnreachableError, ModelAPIError):
+    """A router in front of the engines could not reach the one it picked; retryable."""
+
+
 class MalformedResponseError(ec.MalformedResponseError, ModelAPIError):
     """The engine answered something unreadable."""
 
@@ -151,6 +138,8 @@ class StreamTimeoutError(ec.StreamTimeoutError, ModelTimeoutError):
 _MAP: dict[type[ec.EngineError], type[ec.EngineError]] = {
     ec.StreamTimeoutError: StreamTimeoutError,
     ec.StreamError: StreamError,
+    ec.ModelLoadingError: ModelLoadingError,
+    ec.UpstreamUnreachableError: UpstreamUnreachableError,
     ec.ContextWindowExceededError: ContextWindowExceededError,
     ec.ChatTemplateError: ChatTemplateError,
     ec.StructuredOutputError: StructuredOutputError,
