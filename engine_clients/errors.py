@@ -286,3 +286,48 @@ class StreamError(EngineError):
 
 class StreamTimeoutError(StreamError, TimeoutError):
     """No stream chunk arrived within the inter-chunk timeout."""
+
+
+# ---- an HTTP answer's status -> the error class (engine-neutral; the dialects refine it) ----
+
+_STATUS_CLASSES: dict[int, type[EngineError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: TimeoutError,
+    413: BadRequestError,
+    415: BadRequestError,
+    422: BadRequestError,
+    424: InternalServerError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: EngineUnavailableError,
+    503: EngineUnavailableError,
+    504: EngineUnavailableError,
+}
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    engine: str,
+    error_type: str | None = None,
+    body: Any = None,
+    context: tuple[int | None, int | None] | None = None,
+) -> EngineError:
+    if context is not None:
+        return ContextWindowExceededError(
+            message,
+            prompt_tokens=context[0],
+            context_limit=context[1],
+            status_code=status,
+            engine=engine,
+            error_type=error_type,
+            body=body,
+        )
+    cls = _STATUS_CLASSES.get(status) or (
+        InternalServerError if status >= 500 else BadRequestError if status >= 400 else EngineError
+    )
+    return cls(message, status_code=status, engine=engine, error_type=error_type, body=body)

@@ -10,67 +10,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import (
-    AuthenticationError,
-    BadRequestError,
     ChatTemplateError,
-    ContextWindowExceededError,
     EngineError,
-    EngineUnavailableError,
-    InternalServerError,
     InvalidRequestError,
     ModelLoadingError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    TimeoutError,
     UnsupportedInputError,
+    status_error,
 )
 from .fixes import with_fix
 from .templates import template_fix, template_rule_of
 
 __all__ = ["ErrorCodec", "clip", "status_error"]
-
-_STATUS_CLASSES: dict[int, type[EngineError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: TimeoutError,
-    413: BadRequestError,
-    415: BadRequestError,
-    422: BadRequestError,
-    424: InternalServerError,
-    429: RateLimitError,
-    500: InternalServerError,
-    502: EngineUnavailableError,
-    503: EngineUnavailableError,
-    504: EngineUnavailableError,
-}
-
-
-def status_error(
-    status: int,
-    message: str,
-    *,
-    engine: str,
-    error_type: str | None = None,
-    body: Any = None,
-    context: tuple[int | None, int | None] | None = None,
-) -> EngineError:
-    if context is not None:
-        return ContextWindowExceededError(
-            message,
-            prompt_tokens=context[0],
-            context_limit=context[1],
-            status_code=status,
-            engine=engine,
-            error_type=error_type,
-            body=body,
-        )
-    cls = _STATUS_CLASSES.get(status) or (
-        InternalServerError if status >= 500 else BadRequestError if status >= 400 else EngineError
-    )
-    return cls(message, status_code=status, engine=engine, error_type=error_type, body=body)
 
 
 def clip(data: bytes | str, n: int = 500) -> str:

@@ -178,9 +178,12 @@ class OpenAICompatDialect(AdapterCodec):
             ]
         body["tools"] = [self.encode_tool(t) for t in tools]
         if isinstance(choice, NamedToolChoice):
-            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+            body["tool_choice"] = self.named_tool_choice(choice.name)
         elif choice is not None:
             body["tool_choice"] = choice
+
+    def named_tool_choice(self, name: str) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": name}}
 
     def apply_chat_format(self, body: dict[str, Any], fmt: ResponseFormat) -> None:
         if isinstance(fmt, JsonSchema):

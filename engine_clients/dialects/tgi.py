@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._requests import ChatRequest, GenerateRequest, NamedToolChoice
+from .._requests import ChatRequest, GenerateRequest
 from .._sse import SSEEvent
 from ..errors import EngineError, InvalidRequestError, MalformedResponseError
 from ..types import (
@@ -146,14 +146,8 @@ class TGIDialect(OpenAICompatDialect):
             fn["description"] = tool.description
         return {"type": "function", "function": fn}
 
-    def apply_tools(
-        self, body: dict[str, Any], tools: list[Tool], choice: str | NamedToolChoice | None
-    ) -> None:
-        body["tools"] = [self.encode_tool(t) for t in tools]
-        if isinstance(choice, NamedToolChoice):
-            body["tool_choice"] = {"function": {"name": choice.name}}
-        elif choice is not None:
-            body["tool_choice"] = choice
+    def named_tool_choice(self, name: str) -> dict[str, Any]:
+        return {"function": {"name": name}}  # TGI's ToolChoice object: {"function": FunctionName}, no "type"
 
     def grammar(self, fmt: ResponseFormat) -> dict[str, Any]:
         if isinstance(fmt, JsonSchema):
