@@ -565,6 +565,7 @@ CONC_CLIENTS = [
     "engine_clients:VLLMClient.achat_stream:aiohttp",
     "langchain:ChatVLLM:async",
     "langchain:ChatVLLM:async:aiohttp",
+    "floor:langchain-core:aiohttp.astream",
     "llamaindex:VLLM:async",
     "peer:openai:async",
     "peer:openai:aiohttp:async",
@@ -1096,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
             out["reasoning_decode"] = reasoning_decode(ctx, only)
         if "concurrency" in scenarios:
             say(f"\n== 2. concurrency: {levels} streams x {CONC_TOKENS} tokens ==")
-            conc = [c for c in clients or [] if BY_NAME[c].scenario == "stream_decode"]
+            conc = [c for c in clients or [] if BY_NAME[c].scenario in ("stream_decode", "concurrency")]
             only = [c for c in conc if BY_NAME[c].mode == "async"] or None
             out["concurrency"] = concurrency(ctx, levels, args.conc_delay_ms, only)
     if "e2e_llamacpp" in scenarios:

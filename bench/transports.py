@@ -50,7 +50,8 @@ def lc_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[st
     return one
 
 
-def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+def _aiohttp_texts(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """The raw aiohttp loop: one session (made inside the running loop), SSE split by hand, json.loads."""
     import aiohttp
 
     path, body = _raw_body("chat", opts)
@@ -58,7 +59,7 @@ def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[s
     session: list[aiohttp.ClientSession] = []
 
     async def one() -> AsyncIterator[str]:
-        if not session:  # made inside the running loop
+        if not session:
             session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         async with session[0].post(url, json=body) as resp:
             buf = b""
@@ -74,6 +75,44 @@ def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[s
                             text = _content(data)
                             if text:
                                 yield text
+
+    return one
+
+
+def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    return _aiohttp_texts(base, opts)
+
+
+def lc_floor_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """LangChain's own floor over the wire: a minimal ``BaseChatModel`` whose ``_astream`` is the raw
+    aiohttp loop, so ``astream`` costs the raw loop plus LangChain's callbacks, run tree and chunk merging,
+    and nothing of this package. No LangChain chat model over aiohttp can do better at N streams."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+    texts = _aiohttp_texts(base, opts)
+
+    class RawAiohttpChat(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "raw-aiohttp"
+
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> ChatResult:
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])  # unused
+
+        async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+            async for text in texts():
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+    model = RawAiohttpChat()
+
+    async def one() -> AsyncIterator[str]:
+        async for chunk in model.astream(PROMPT):
+            if chunk.content:
+                yield chunk.content  # type: ignore[misc]
 
     return one
 
@@ -231,6 +270,16 @@ TRANSPORT_SPECS = [
         twin="raw:aiohttp+json:async",
         needs=_LC,  # (missing_needs checks the class on each module it lists)
         label="langchain:ChatVLLM.astream, http_backend=aiohttp",
+    ),
+    Spec(
+        "floor:langchain-core:aiohttp.astream",
+        "floor",
+        "async",
+        lc_floor_aiohttp,
+        twin="raw:aiohttp+json:async",
+        needs=("aiohttp", "langchain_core"),
+        scenario="concurrency",
+        label="floor: a minimal LangChain BaseChatModel over the raw aiohttp loop (astream)",
     ),
     Spec(
         "peer:openai:aiohttp:async",
