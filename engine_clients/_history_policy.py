@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ._requests import ChatRequest
 from .dialects.base import HttpRequest, StreamDecoder
-from .dialects.history import TemplateRules, fit_history
+from .dialects.history import TemplateRules, first_break, fit_history
 from .errors import ChatTemplateError, EngineError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -86,10 +86,19 @@ class ChatPlan:
 
     def refit(self, err: EngineError) -> HttpRequest | None:
         """The request with the history fitted, when ``err`` is a template's refusal that fitting may cure
-        (``history="auto"`` only, once per call); None otherwise, and the error stands."""
-        if not self.auto or not isinstance(err, ChatTemplateError):
+        (``history="auto"`` only, once per call); None otherwise, and the error stands, naming the message
+        that broke the rule when the history went out as given."""
+        if not isinstance(err, ChatTemplateError):
             return None
-        rules = TemplateRules.mistral() if err.rule == "tool_call_id" else TemplateRules.strict()
+        http = self._refitted(err.rule) if self.auto else None
+        if http is None and err.index is None and not self.http.history_changes:
+            index = first_break(self.req.messages, err.rule)
+            if index is not None:
+                err.locate(index)
+        return http
+
+    def _refitted(self, rule: str | None) -> HttpRequest | None:
+        rules = TemplateRules.mistral() if rule == "tool_call_id" else TemplateRules.strict()
         if rules == self.rules:
             return None  # already fitted so: the template wants what fitting cannot give
         http = self._build(rules)

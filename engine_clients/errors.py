@@ -153,15 +153,23 @@ class ChatTemplateError(BadRequestError):
         fix: str | None = None,
         **kwargs: Any,
     ) -> None:
-        what = f"rule {rule!r}" if rule else "rule unknown"
-        where = f", message {index}" if index is not None else ""
-        text = f"the chat template refused the messages ({what}{where}): {message.strip()}"
-        if fix:
-            text = f"{text.rstrip('.')}. Fix: {fix}"
-        super().__init__(text, **kwargs)
         self.rule = rule
         self.index = index
         self.fix = fix
+        self.server_message = message.strip()
+        super().__init__(self._text(), **kwargs)
+
+    def _text(self) -> str:
+        what = f"rule {self.rule!r}" if self.rule else "rule unknown"
+        where = f", message {self.index}" if self.index is not None else ""
+        text = f"the chat template refused the messages ({what}{where}): {self.server_message}"
+        return f"{text.rstrip('.')}. Fix: {self.fix}" if self.fix else text
+
+    def locate(self, index: int) -> None:
+        """Name the message that broke the rule (the client finds it in the history it sent)."""
+        self.index = index
+        self.message = self._text()
+        self.args = (self.message,)
 
 
 class ModelRequiredError(BadRequestError):

@@ -184,6 +184,21 @@ def fit_history(messages: Sequence[Mapping[str, Any]], rules: TemplateRules) -> 
     return FittedHistory([it.msg for it in items], tuple(changes), id_map)
 
 
+# the rules a template error names (templates.template_rule_of), each on its own
+_RULE_OF_ERROR = {
+    "alternate": TemplateRules(alternate=True),
+    "system_first": TemplateRules(system_first=True),
+    "tool_call_id": TemplateRules(tool_call_id_format="mistral9"),
+}
+
+
+def first_break(messages: Sequence[Mapping[str, Any]], rule: str | None) -> int | None:
+    """The index of the first message that breaks ``rule`` (a rule a template error names; any other value:
+    every strict rule), i.e. the first message fitting would change; None when fitting changes nothing."""
+    changes = fit_history(messages, _RULE_OF_ERROR.get(rule or "", TemplateRules.strict())).changes
+    return min((c.index for c in changes), default=None)
+
+
 def _text_parts(content: list[Any]) -> list[str] | None:
     """The texts of a content list when every part is text-like, else None."""
     texts: list[str] = []

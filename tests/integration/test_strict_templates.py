@@ -137,6 +137,16 @@ EXTRA_CHANGES: dict[tuple[str, str], set[str]] = {
     ("empty_assistant_content", "mistral_like"): {"filled_empty_content"},
     ("empty_assistant_content", "combined"): {"filled_empty_content"},
 }
+# the message that breaks each refused history's rule, as ChatTemplateError.index names it under "keep"
+BREAKS = {
+    "several_system": 1,
+    "late_system": 3,
+    "consecutive_user": 1,
+    "consecutive_assistant": 2,
+    "assistant_first": 0,
+    "tool_result_then_user": 1,
+    "empty_assistant_content": 1,
+}
 # refusals the engine makes itself, before the template: no ChatTemplateError under "keep" (none left since
 # the client sends Responses-style text parts as plain text parts)
 ENGINE_REFUSALS: set[str] = set()
@@ -240,9 +250,10 @@ def test_keep_raises_chat_template_error(strict: Strict, case: str) -> None:
             client.chat(HISTORIES[case], **GREEDY)
         assert info.value.rule == expected[0], str(info.value)
         assert info.value.status_code == 400 and 'history="fit"' in (info.value.fix or "")
+        assert info.value.index == BREAKS[case] and f"message {BREAKS[case]})" in str(info.value)
         with pytest.raises(ChatTemplateError) as streamed:
             list(client.chat_stream(HISTORIES[case], **GREEDY))
-        assert streamed.value.rule == expected[0]
+        assert streamed.value.rule == expected[0] and streamed.value.index == BREAKS[case]
     # the per-call override of an "auto" client
     with strict.client() as client, pytest.raises(ChatTemplateError):
         client.chat(HISTORIES[case], history="keep", **GREEDY)

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from engine_clients import ChatTemplateError, InvalidRequestError, LlamaCppClient, TGIClient, VLLMClient
+from engine_clients import (
+    BaseClient,
+    ChatTemplateError,
+    InvalidRequestError,
+    LlamaCppClient,
+    TGIClient,
+    VLLMClient,
+)
 from engine_clients.dialects.history import TemplateRules
 from tests.support.mock_streams import event_stream, sse
 
@@ -129,6 +137,33 @@ def test_keep_raises_a_typed_error_naming_the_rule_and_the_fix() -> None:
     err = info.value
     assert err.rule == "system_first" and err.fix is not None and 'history="fit"' in err.fix
     assert 'history="fit"' in str(err)
+
+
+@pytest.mark.parametrize(("cls", "refusal", "status"), CASES, ids=["llamacpp", "vllm", "tgi"])
+def test_keep_names_the_message_that_broke_the_rule(
+    cls: type[BaseClient], refusal: dict[str, Any], status: int
+) -> None:
+    """The server names the rule; the client finds the message that broke it in the history it sent (here
+    the second system message, whether the template said "system first" or "alternate")."""
+    with respx.mock:
+        respx.post(f"{URL}/v1/chat/completions").mock(side_effect=lambda r: strict(r, refusal, status))
+        client = cls(URL, model="m", history="keep")
+        with pytest.raises(ChatTemplateError) as info:
+            client.chat(HISTORY)
+        with pytest.raises(ChatTemplateError) as streamed:
+            list(client.chat_stream(HISTORY))
+    assert info.value.index == streamed.value.index == 1
+    assert "message 1)" in str(info.value) and info.value.fix is not None
+    assert pickle.loads(pickle.dumps(info.value)).index == 1
+
+
+def test_a_refused_fitted_history_names_no_message() -> None:
+    """When the refused history is the fitted one, its indexes are not the caller's: no index is named."""
+    with respx.mock:
+        respx.post(f"{URL}/v1/chat/completions").respond(400, json=VLLM_REFUSAL)
+        with pytest.raises(ChatTemplateError) as info:
+            VLLMClient(URL, model="m").chat(HISTORY)
+    assert info.value.index is None and "message" not in str(info.value).split(":")[0]
 
 
 def test_fit_fits_before_sending_and_per_call_overrides() -> None:
