@@ -11,6 +11,8 @@ from typing import Any
 from .._detect import ENGINES
 from .._doctor import Report, diagnose, targets
 from .._doctor.core import DEFAULT_BUDGET, DEFAULT_REQUEST_TIMEOUT, SYMBOLS
+from ._plain import have_rich
+from ._plain import table as plain_table
 
 EPILOG = """\
 Without URL it diagnoses every URL in TGI_BASE_URL, VLLM_BASE_URL, LLAMACPP_BASE_URL and TEI_BASE_URL
@@ -109,6 +111,8 @@ class _progress:
         self.progress: Any = None
 
     def __enter__(self) -> Any:
+        if not have_rich():
+            return lambda label: None
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -137,25 +141,34 @@ class _progress:
         return step
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
 
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
 def render(report: Report, console: Any = None) -> None:
-    """The report as a rich table: capability, status, what was seen, the fix (with its docs section)."""
+    """The report as a table: capability, status, what was seen, the fix (with its docs section)."""
+    if report.engine:
+        what = f"{report.engine} {report.version or ''}, model {report.model}".replace(" ,", ",")
+    else:
+        what = "engine unknown"
+    title = f"{report.url}: {what} ({report.elapsed_s:.1f} s)"
+    if console is None and not have_rich():
+        rows = [
+            [c.label, SYMBOLS[c.status], c.seen, f"{c.fix.text} {c.fix.doc or ''}".strip() if c.fix else ""]
+            for c in report.checks
+        ]
+        print(plain_table(title, ["capability", "", "seen", "fix"], rows))
+        return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     console = console or Console()
-    if report.engine:
-        what = f"{report.engine} {report.version or ''}, model {report.model}".replace(" ,", ",")
-    else:
-        what = "engine unknown"
     table = Table(
-        title=f"{report.url}: {what} ({report.elapsed_s:.1f} s)",
+        title=title,
         title_justify="left",
         expand=False,
     )

@@ -10,6 +10,8 @@ from typing import Any
 
 from .._detect import ENGINES
 from .._loadtest import DEFAULT_PROMPT, LevelResult, loadtest
+from ._plain import have_rich
+from ._plain import table as plain_table
 
 SUMMARY = "a sweep of concurrency levels: TTFT, inter-token latency, output tokens/s, errors"
 
@@ -43,13 +45,35 @@ def _levels(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     levels = _levels(args.concurrency)
     if args.plot:
         _need_matplotlib()
     per_level = {k: args.requests or (None if args.duration else 4 * k) for k in levels}
+    if have_rich():
+        engine, results = _sweep_with_progress(args, levels, per_level)
+    else:
+        engine, results = _sweep(args, levels, per_level, lambda k: None, lambda: None)
+    if args.json:
+        print(
+            json.dumps(
+                {"url": args.url, "engine": engine, "levels": [r.to_dict() for r in results]}, indent=2
+            )
+        )
+    else:
+        render(args.url, engine, results)
+    if args.plot:
+        plot(results, args.plot, f"{engine} at {args.url}")
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 1 if any(r.errors == r.requests for r in results) else 0
+
+
+def _sweep_with_progress(
+    args: argparse.Namespace, levels: list[int], per_level: dict[int, int | None]
+) -> tuple[str, list[LevelResult]]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]loadtest[/] {task.description}"),
@@ -72,20 +96,8 @@ def run(args: argparse.Namespace) -> int:
             progress.advance(list(tasks.values())[-1])
 
     with progress:
-        engine, results = _sweep(args, levels, per_level, on_level, on_done)
-    if args.json:
-        print(
-            json.dumps(
-                {"url": args.url, "engine": engine, "levels": [r.to_dict() for r in results]}, indent=2
-            )
-        )
-    else:
-        render(args.url, engine, results)
-    if args.plot:
-        plot(results, args.plot, f"{engine} at {args.url}")
-        if not args.json:
-            print(f"plot written to {args.plot}")
-    return 1 if any(r.errors == r.requests for r in results) else 0
+        result: tuple[str, list[LevelResult]] = _sweep(args, levels, per_level, on_level, on_done)
+    return result
 
 
 def _sweep(args: argparse.Namespace, levels: list[int], per_level: dict[int, int | None], *hooks: Any) -> Any:
@@ -113,29 +125,27 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:,.1f}"
 
 
-def render(url: str, engine: str, results: list[LevelResult], console: Any = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+COLUMNS = (
+    "concurrency",
+    "requests",
+    "errors",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "ITL p50 ms",
+    "ITL p99 ms",
+    "TPOT mean ms",
+    "output tok/s",
+    "req/s",
+)
 
-    table = Table(title=f"loadtest {engine} at {url}", title_justify="left")
-    for name in (
-        "concurrency",
-        "requests",
-        "errors",
-        "TTFT p50 ms",
-        "TTFT p99 ms",
-        "ITL p50 ms",
-        "ITL p99 ms",
-        "TPOT mean ms",
-        "output tok/s",
-        "req/s",
-    ):
-        table.add_column(name, justify="right")
-    for r in results:
-        table.add_row(
+
+def render(url: str, engine: str, results: list[LevelResult], console: Any = None) -> None:
+    title = f"loadtest {engine} at {url}"
+    rows = [
+        [
             str(r.concurrency),
             str(r.requests),
-            f"[red]{r.errors}[/]" if r.errors else "0",
+            str(r.errors),
             _ms(r.ttft.p50),
             _ms(r.ttft.p99),
             _ms(r.itl.p50),
@@ -143,8 +153,21 @@ def render(url: str, engine: str, results: list[LevelResult], console: Any = Non
             _ms(r.tpot.mean),
             f"{r.output_tokens_per_s:,.1f}",
             f"{r.requests_per_s:,.2f}",
-        )
-    (console or Console()).print(table)
+        ]
+        for r in results
+    ]
+    if console is None and not have_rich():
+        print(plain_table(title, COLUMNS, rows))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for name in COLUMNS:
+            table.add_column(name, justify="right")
+        for row in rows:
+            table.add_row(*row[:2], f"[red]{row[2]}[/]" if row[2] != "0" else "0", *row[3:])
+        (console or Console()).print(table)
     for r in results:
         if r.errors:
             print(

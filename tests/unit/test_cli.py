@@ -126,3 +126,19 @@ def test_loadtest_levels_count_tokens_and_errors() -> None:
     assert (two.concurrency, two.requests, two.errors, two.output_tokens) == (2, 4, 0, 16)
     assert two.itl.p50 is not None and two.ttft.p99 is not None and two.tpot.mean is not None
     assert json.loads(json.dumps(two.to_dict()))["output_tokens_per_s"] > 0
+
+
+def test_loadtest_without_rich_prints_a_plain_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # rich is the [cli] extra
+    with respx.mock(assert_all_called=False) as router:
+        router.get(f"{URL}/props").respond(200, json=LLAMACPP_PROPS)
+        router.get(f"{URL}/v1/models").respond(200, json=LLAMACPP_MODELS)
+        router.post(f"{URL}/v1/chat/completions").mock(side_effect=_llama_stream)
+        router.route().respond(404)
+        code = main(["loadtest", URL, "--concurrency", "1,2", "--requests", "2", "--max-tokens", "4"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and lines[0] == f"loadtest llamacpp at {URL}"
+    assert lines[1].split()[:3] == ["concurrency", "requests", "errors"]
+    assert [line.split()[:3] for line in lines[3:]] == [["1", "2", "0"], ["2", "2", "0"]]

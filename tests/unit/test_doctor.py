@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -444,3 +445,19 @@ def test_doctor_on_fake_sglang() -> None:
         assert verdict(report, "API key") == ("fail", fix_for("sglang", "auth").text)
         report = diagnose(server.base_url, api_key="sk-fake", budget=30, only={"chat"})
         assert verdict(report, "API key") == ("ok", None) and verdict(report, "chat")[0] == "ok"
+
+
+def test_doctor_without_rich_prints_a_plain_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rich is the [cli] extra: without it the same rows come out as plain columns, and nothing fails."""
+    from engine_clients._cli import main
+
+    monkeypatch.setitem(sys.modules, "rich", None)  # import rich raises ImportError
+    with respx.mock() as router:
+        _mock_vllm(router)
+        assert main(["doctor", URL, "--require", "images"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{URL}: vllm") and lines[1].split()[0] == "capability"
+    [images] = [line for line in lines if line.startswith("images")]
+    assert "✗" in images and fix_for("vllm", "images").text in images
