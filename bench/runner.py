@@ -990,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tokens", type=int, default=20_000, help="tokens per stream in scenarios 1 and 5 (>= 20000)"
     )
     ap.add_argument("--repeats", type=int, default=2, help="timed streams per worker process")
-    ap.add_argument("--levels", default="", help="concurrency levels (default 64,256,1000; quick 64,256)")
+    ap.add_argument("--levels", default="", help="concurrency levels (default 100,500,1000,2000 (issue 22); quick 64,256)")
     ap.add_argument("--conc-delay-ms", type=float, default=None, help="fixed per-token delay for scenario 2")
     ap.add_argument("--framing", choices=("event", "coalesced"), default="event")
     ap.add_argument(
@@ -1061,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         if c not in BY_NAME:
             ap.error(f"unknown client {c!r} (see --list)")
     levels = [int(x) for x in args.levels.split(",") if x.strip()] or (
-        [64, 256] if args.quick else [64, 256, 1000]
+        [64, 256] if args.quick else [100, 500, 1000, 2000]
     )
 
     started = time.time()
