@@ -990,7 +990,9 @@ def main(argv: list[str] | None = None) -> int:
         "--tokens", type=int, default=20_000, help="tokens per stream in scenarios 1 and 5 (>= 20000)"
     )
     ap.add_argument("--repeats", type=int, default=2, help="timed streams per worker process")
-    ap.add_argument("--levels", default="", help="concurrency levels (default 100,500,1000,2000 (issue 22); quick 64,256)")
+    ap.add_argument(
+        "--levels", default="", help="concurrency levels (default 100,500,1000,2000; quick 64,256)"
+    )
     ap.add_argument("--conc-delay-ms", type=float, default=None, help="fixed per-token delay for scenario 2")
     ap.add_argument("--framing", choices=("event", "coalesced"), default="event")
     ap.add_argument(
