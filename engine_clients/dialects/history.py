@@ -193,9 +193,11 @@ _RULE_OF_ERROR = {
 
 
 def first_break(messages: Sequence[Mapping[str, Any]], rule: str | None) -> int | None:
-    """The index of the first message that breaks ``rule`` (a rule a template error names; any other value:
-    every strict rule), i.e. the first message fitting would change; None when fitting changes nothing."""
-    changes = fit_history(messages, _RULE_OF_ERROR.get(rule or "", TemplateRules.strict())).changes
+    """The index of the first message that breaks ``rule`` (``"alternate"``, ``"system_first"`` or
+    ``"tool_call_id"``, as a template error names it), i.e. the first message fitting to that rule would
+    change; None when it changes nothing or the rule is not one of those (no guessing)."""
+    rules = _RULE_OF_ERROR.get(rule or "")
+    changes = fit_history(messages, rules).changes if rules is not None else ()
     return min((c.index for c in changes), default=None)
 
 
