@@ -224,6 +224,34 @@ def generate_schema(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return schema, notes
 
 
+# The runtime adapter routes (http_server.py /load_lora_adapter, /unload_lora_adapter): msgspec structs of
+# io_struct.py (kw_only, so a missing required field is refused); lora_id is the server's own, never sent.
+ADAPTER_REQUESTS = ("LoadLoRAAdapterReqInput", "UnloadLoRAAdapterReqInput")
+
+
+def adapter_schemas(root: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    tree = ast.parse((root / IO_STRUCT).read_text(encoding="utf-8"))
+    for name in ADAPTER_REQUESTS:
+        fields = class_fields(root / IO_STRUCT, name)
+        tr = Translator(root / IO_STRUCT, {})
+        [node] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+        required = [  # msgspec: a field without a default is required (sglang's pydantic bridge agrees)
+            st.target.id
+            for st in node.body
+            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is None
+        ]
+        out[name] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": name,
+            "type": "object",
+            "properties": {f: tr(ann) for f, ann in fields.items()},
+            "required": required,
+            "x-sglang-unknown-keys": "ignored (msgspec_utils.py: extra_behavior='ignore')",
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path, help="the unpacked wheel (the folder holding sglang/)")
@@ -233,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     schemas = openai_schemas(args.root)
     schemas["GenerateReqInput"], notes = generate_schema(args.root)
+    schemas.update(adapter_schemas(args.root))
     for name, schema in schemas.items():
         text = json.dumps(schema, indent=1, sort_keys=True) + "\n"
         (args.out / f"{name}.schema.json").write_text(text, encoding="utf-8")

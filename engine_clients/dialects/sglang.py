@@ -118,6 +118,17 @@ class SGLangDialect(EmbeddingCodec):
     unload_adapter_path: ClassVar[str | None] = "/unload_lora_adapter"
     rerank_takes_model: ClassVar[bool] = False
 
+    def error_fields(self, obj: Any, text: str) -> tuple[str, str | None]:
+        # the adapter routes answer a refusal with io_struct.py LoRAUpdateOutput, 400: {"success": false,
+        # "error_message": "LoRA is not enabled. Please set `--enable-lora` to enable LoRA.", ...}
+        if (
+            isinstance(obj, Mapping)
+            and obj.get("success") is False
+            and isinstance(obj.get("error_message"), str)
+        ):
+            return obj["error_message"], None
+        return super().error_fields(obj, text)
+
     # -- chat --
     def build_chat(self, req: ChatRequest, stream: bool) -> HttpRequest:
         forced = req.tool_choice == "required" or isinstance(req.tool_choice, NamedToolChoice)

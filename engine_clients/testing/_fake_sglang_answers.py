@@ -261,15 +261,21 @@ def server_info(incremental: bool, reasoning_parser: str | None) -> dict[str, An
     }
 
 
-def models() -> dict[str, Any]:
-    """http_server.py ``available_models``; protocol.py ``ModelCard`` (``owned_by`` defaults to sglang)."""
-    card = {
-        "id": MODEL_PATH,
-        "object": "model",
-        "created": CREATED,
-        "owned_by": "sglang",
-        "root": MODEL_PATH,
-        "parent": None,
-        "max_model_len": CONTEXT_LENGTH,
-    }
-    return {"object": "list", "data": [card]}
+def models(adapters: dict[str, str] | None = None) -> dict[str, Any]:
+    """http_server.py ``available_models``: the base model, then each loaded LoRA adapter (``id`` its name,
+    ``root`` its path, ``parent`` the base model); protocol.py ``ModelCard`` (``owned_by``: sglang)."""
+
+    def card(name: str, root: str, parent: str | None, max_len: int | None) -> dict[str, Any]:
+        return {
+            "id": name,
+            "object": "model",
+            "created": CREATED,
+            "owned_by": "sglang",
+            "root": root,
+            "parent": parent,
+            "max_model_len": max_len,
+        }
+
+    cards = [card(MODEL_PATH, MODEL_PATH, None, CONTEXT_LENGTH)]
+    cards += [card(name, path, MODEL_PATH, None) for name, path in (adapters or {}).items()]
+    return {"object": "list", "data": cards}

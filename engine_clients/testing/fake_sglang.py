@@ -13,9 +13,11 @@ stream (or deltas with ``incremental=True``, the server flag ``--incremental-str
 inside 200 streams, the finish-reason object, an abort with a status, the bare-list rerank, ``/model_info``,
 ``/server_info`` (and their older names), ``/health`` (503 while ``starting``), ``/v1/models`` with
 ``owned_by: "sglang"``, ``GET /``, chat (streamed or not, ``reasoning_content`` with ``reasoning_parser``,
-``tool_calls``), ``/v1/embeddings``, ``/v1/tokenize``, ``/abort_request``, the API key (``api_key``), the
-``/generate`` contract gate's 400 for an unknown ``sampling_params`` key, and SGLang aborting a request
-whose client went away (recorded in ``disconnected``). Answers are scripted (``_fake_sglang_answers.py``).
+``tool_calls``), ``/v1/embeddings``, ``/v1/tokenize``, ``/abort_request``, ``/load_lora_adapter`` and
+``/unload_lora_adapter`` with the loaded adapters in ``/v1/models`` (``lora=True``: ``--enable-lora``), the
+API key (``api_key``), the ``/generate`` contract gate's 400 for an unknown ``sampling_params`` key, and
+SGLang aborting a request whose client went away (recorded in ``disconnected``). Answers are scripted
+(``_fake_sglang_answers.py``).
 
 Bounded: request bodies over 8 MiB get 413, a held stream waits for its client at most ``hold_timeout``
 seconds, threads are daemons, and the ``with`` block stops the server.
@@ -63,11 +65,14 @@ class FakeSGLang:
         cached_tokens: int = 0,
         hold_timeout: float = 10.0,
         vision: bool = False,
+        lora: bool = False,
     ) -> None:
         self.api_key, self.thinking, self.reasoning_parser = api_key, thinking, reasoning_parser
         self.vision = vision  # /model_info has_image_understanding; without it images get a 400
         self.incremental, self.cached_tokens, self.hold_timeout = incremental, cached_tokens, hold_timeout
         self.starting = False  # /health answers 503 while True (http_server.py health_generate)
+        self.lora = lora  # --enable-lora: /load_lora_adapter and /unload_lora_adapter work
+        self.adapters: dict[str, str] = {}  # loaded adapters: name -> path (tokenizer_manager lora_registry)
         self.requests: list[tuple[str, str, Any]] = []
         self.disconnected: list[str] = []
         self.disconnect_seen = threading.Event()
@@ -227,7 +232,44 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, script.server_info(self.fake.incremental, self.fake.reasoning_parser))
 
     def models(self, body: Any, rid: str) -> None:
-        self._json(200, script.models())
+        self._json(200, script.models(self.fake.adapters))
+
+    def load_lora(self, body: Any, rid: str) -> None:
+        # tokenizer_control_mixin.py load_lora_adapter: a refusal is LoRAUpdateOutput with a 400
+        fake = self.fake
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("lora_name"), str)
+            or "lora_path" not in body
+        ):
+            self._json(
+                422, {"detail": [{"type": "missing", "loc": ["body", "lora_path"], "msg": "Field required"}]}
+            )
+        elif not fake.lora:
+            self._lora_result("LoRA is not enabled. Please set `--enable-lora` to enable LoRA.")
+        elif body["lora_name"] in fake.adapters:
+            self._lora_result(f"The LoRA adapter '{body['lora_name']}' is already loaded.")
+        else:
+            fake.adapters[body["lora_name"]] = str(body["lora_path"])
+            self._lora_result(None)
+
+    def unload_lora(self, body: Any, rid: str) -> None:
+        fake = self.fake
+        name = body.get("lora_name") if isinstance(body, dict) else None
+        if not fake.lora:
+            self._lora_result("LoRA is not enabled. Please set `--enable-lora` to enable LoRA.")
+        elif name not in fake.adapters:
+            self._lora_result(f"LoRA adapter {name} not found.")
+        else:
+            del fake.adapters[name]
+            self._lora_result(None)
+
+    def _lora_result(self, error: str | None) -> None:
+        loaded = dict(self.fake.adapters)
+        self._json(
+            400 if error else 200,
+            {"success": error is None, "error_message": error, "loaded_adapters": loaded},
+        )
 
     def abort(self, body: Any, rid: str) -> None:
         self._json(200, None)  # abort_request: Response(status_code=200)
@@ -332,6 +374,8 @@ _ROUTES = {
     ("POST", "/v1/chat/completions"): _Handler.chat,
     ("POST", "/v1/embeddings"): _Handler.embeddings,
     ("POST", "/v1/rerank"): _Handler.rerank,
+    ("POST", "/load_lora_adapter"): _Handler.load_lora,
+    ("POST", "/unload_lora_adapter"): _Handler.unload_lora,
 }
 
 

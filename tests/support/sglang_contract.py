@@ -26,6 +26,8 @@ MODELS = (
     "GenerateReqInput",
     "TokenizeRequest",
     "V1RerankReqInput",
+    "LoadLoRAAdapterReqInput",
+    "UnloadLoRAAdapterReqInput",
 )
 
 

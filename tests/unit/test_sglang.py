@@ -297,3 +297,33 @@ def test_embed_and_rerank(server: FakeSGLang, mode: str) -> None:
     assert ranked.results[0].score == 1.0 and ranked.usage is not None
     assert server.posts("/v1/rerank")[-1] == {"query": "hello world", "documents": docs, "return_documents": False,
                                               "top_n": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_adapters_load_list_select_and_unload(mode: str) -> None:
+    """Runtime LoRA on SGLang (--enable-lora): loaded adapters are /v1/models entries with a parent, a request
+    names one as base:adapter, and the server's LoRAUpdateOutput refusals become typed errors."""
+    with start_fake_sglang(lora=True) as srv:
+        client = SGLangClient(srv.base_url)
+        run(mode, client, "load_adapter", "sql", "/adapters/sql")
+        [sql] = run(mode, client, "adapters")
+        assert (sql.name, sql.path, sql.parent) == ("sql", "/adapters/sql", "scripted/sglang-tiny")
+        run(mode, client, "chat", "hi", adapter="sql", max_tokens=4)  # no base model named: lora_path
+        assert srv.posts("/v1/chat/completions")[-1]["lora_path"] == "sql"
+        named = SGLangClient(srv.base_url, model="scripted/sglang-tiny")
+        run(mode, named, "chat", "hi", adapter="sql", max_tokens=4)
+        assert srv.posts("/v1/chat/completions")[-1]["model"] == "scripted/sglang-tiny:sql"
+        with pytest.raises(BadRequestError, match="already loaded"):
+            run(mode, client, "load_adapter", "sql", "/adapters/sql")
+        run(mode, client, "unload_adapter", "sql")
+        assert run(mode, client, "adapters") == []
+        with pytest.raises(BadRequestError, match="not found"):
+            run(mode, client, "unload_adapter", "sql")
+    assert srv.posts("/load_lora_adapter")[0] == {"lora_name": "sql", "lora_path": "/adapters/sql"}
+
+
+def test_adapters_on_a_server_without_lora_say_the_flag(server: FakeSGLang) -> None:
+    with pytest.raises(BadRequestError) as info:
+        SGLangClient(server.base_url).load_adapter("sql", "/adapters/sql")
+    assert info.value.status_code == 400 and "--enable-lora" in str(info.value)
+    assert "success" not in str(info.value)  # the server's own sentence, not its JSON

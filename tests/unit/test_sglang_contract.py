@@ -290,3 +290,14 @@ def test_tokenize_body() -> None:
     request = SGLangDialect("m").build_tokenize("hello", False)
     assert request.path == "/v1/tokenize"
     validate("TokenizeRequest", request.json)
+
+
+def test_adapter_load_and_unload_bodies() -> None:
+    dialect = SGLangDialect("qwen")
+    load = dialect.build_load_adapter("sql", "/adapters/sql")
+    assert (load.method, load.path) == ("POST", "/load_lora_adapter")
+    validate("LoadLoRAAdapterReqInput", load.json)
+    unload = dialect.build_unload_adapter("sql")
+    assert (unload.method, unload.path) == ("POST", "/unload_lora_adapter")
+    validate("UnloadLoRAAdapterReqInput", unload.json)
+    assert errors("LoadLoRAAdapterReqInput", {"lora_name": "sql"})  # lora_path is required
