@@ -151,3 +151,17 @@ def test_async_listing_and_streams_by_model(router: EngineServer) -> None:
 def test_models_dir_fixture_links_the_scripted_model(tmp_path: Path) -> None:
     folder = scripted_models_dir(tmp_path, ("one",))
     assert (folder / "one.gguf").resolve().is_file()
+
+
+def test_framework_limits_follow_the_selected_model(client: LlamaCppClient, router: EngineServer) -> None:
+    """LangChain's profile and LlamaIndex's metadata read the selected model's context (once it is loaded),
+    not the router's, which has none."""
+    from langchain_selfhosted import ChatLlamaCpp
+    from llama_index.llms.selfhosted import LlamaCpp
+
+    client.load_model("beta")
+    _until(client, "beta", "loaded")
+    chat = ChatLlamaCpp(base_url=router.base_url, model="beta")
+    assert chat.profile is not None and chat.profile["max_input_tokens"] == 2048
+    llm = LlamaCpp(base_url=router.base_url, model="beta")
+    assert llm.metadata.context_window == 2048 and llm.metadata.model_name == "beta"
