@@ -279,3 +279,33 @@ def models(adapters: dict[str, str] | None = None) -> dict[str, Any]:
     cards = [card(MODEL_PATH, MODEL_PATH, None, CONTEXT_LENGTH)]
     cards += [card(name, path, MODEL_PATH, None) for name, path in (adapters or {}).items()]
     return {"object": "list", "data": cards}
+
+
+def lora_update(adapters: dict[str, str], body: Any, *, enabled: bool, load: bool) -> tuple[int, Any]:
+    """``/load_lora_adapter`` (``load``) or ``/unload_lora_adapter``: ``adapters`` (name -> path) updated, and
+    the status and ``LoRAUpdateOutput`` the server answers (tokenizer_control_mixin.py: a refusal is 400)."""
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("lora_name"), str)
+        or (load and "lora_path" not in body)
+    ):
+        field = "lora_path" if load else "lora_name"  # FastAPI's validation answer for a missing field
+        return 422, {"detail": [{"type": "missing", "loc": ["body", field], "msg": "Field required"}]}
+    name, error = body["lora_name"], None
+    if not enabled:
+        error = (
+            "LoRA is not enabled. Please set `--enable-lora` to enable LoRA."  # tokenizer_control_mixin.py
+        )
+    elif load and name in adapters:
+        error = f"Failed to load LoRA adapter {name} because it is already loaded"  # lora_manager.py
+    elif not load and name not in adapters:
+        error = f"LoRA with name {name} does not exist. Loaded LoRAs: {adapters.keys()}"  # lora_registry.py
+    elif load:
+        adapters[name] = str(body["lora_path"])
+    else:
+        del adapters[name]
+    return (400 if error else 200), {
+        "success": error is None,
+        "error_message": error,
+        "loaded_adapters": dict(adapters),
+    }

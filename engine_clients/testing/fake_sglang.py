@@ -235,41 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, script.models(self.fake.adapters))
 
     def load_lora(self, body: Any, rid: str) -> None:
-        # tokenizer_control_mixin.py load_lora_adapter: a refusal is LoRAUpdateOutput with a 400
-        fake = self.fake
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("lora_name"), str)
-            or "lora_path" not in body
-        ):
-            self._json(
-                422, {"detail": [{"type": "missing", "loc": ["body", "lora_path"], "msg": "Field required"}]}
-            )
-        elif not fake.lora:
-            self._lora_result("LoRA is not enabled. Please set `--enable-lora` to enable LoRA.")
-        elif body["lora_name"] in fake.adapters:
-            self._lora_result(f"The LoRA adapter '{body['lora_name']}' is already loaded.")
-        else:
-            fake.adapters[body["lora_name"]] = str(body["lora_path"])
-            self._lora_result(None)
+        self._json(*script.lora_update(self.fake.adapters, body, enabled=self.fake.lora, load=True))
 
     def unload_lora(self, body: Any, rid: str) -> None:
-        fake = self.fake
-        name = body.get("lora_name") if isinstance(body, dict) else None
-        if not fake.lora:
-            self._lora_result("LoRA is not enabled. Please set `--enable-lora` to enable LoRA.")
-        elif name not in fake.adapters:
-            self._lora_result(f"LoRA adapter {name} not found.")
-        else:
-            del fake.adapters[name]
-            self._lora_result(None)
-
-    def _lora_result(self, error: str | None) -> None:
-        loaded = dict(self.fake.adapters)
-        self._json(
-            400 if error else 200,
-            {"success": error is None, "error_message": error, "loaded_adapters": loaded},
-        )
+        self._json(*script.lora_update(self.fake.adapters, body, enabled=self.fake.lora, load=False))
 
     def abort(self, body: Any, rid: str) -> None:
         self._json(200, None)  # abort_request: Response(status_code=200)

@@ -317,7 +317,7 @@ def test_adapters_load_list_select_and_unload(mode: str) -> None:
             run(mode, client, "load_adapter", "sql", "/adapters/sql")
         run(mode, client, "unload_adapter", "sql")
         assert run(mode, client, "adapters") == []
-        with pytest.raises(BadRequestError, match="not found"):
+        with pytest.raises(BadRequestError, match="does not exist"):
             run(mode, client, "unload_adapter", "sql")
     assert srv.posts("/load_lora_adapter")[0] == {"lora_name": "sql", "lora_path": "/adapters/sql"}
 
