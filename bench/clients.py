@@ -656,13 +656,14 @@ def _floor_texts(base: str) -> list[str]:
     return [token_text(i) for i in range(n)]
 
 
-def _lc_noop(base: str) -> Any:
-    """A no-op ``BaseChatModel`` whose ``_stream``/``_astream`` yield prebuilt-text chunks."""
+def _lc_noop(base: str, source: Callable[[], AsyncIterator[str]] | None = None) -> Any:
+    """A no-op ``BaseChatModel`` whose ``_stream``/``_astream`` yield prebuilt-text chunks; with ``source``
+    (an async text stream, e.g. the raw aiohttp loop), ``_astream`` yields its texts instead."""
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage, AIMessageChunk
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-    texts = _floor_texts(base)
+    texts = _floor_texts(base) if source is None else []
 
     class NoOpChat(BaseChatModel):
         @property
@@ -679,6 +680,10 @@ def _lc_noop(base: str) -> Any:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=t, id="noop"))
 
         async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+            if source is not None:  # no id: LangChain gives each chunk the run's, as for a real model
+                async for t in source():
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=t))
+                return
             for t in texts:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=t, id="noop"))
 
@@ -699,7 +704,11 @@ def lc_noop_sync(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]
 
 def lc_noop_async(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
     """LangChain's own floor for ``astream``."""
-    model = _lc_noop(base)
+    return lc_astream(_lc_noop(base))
+
+
+def lc_astream(model: Any) -> Callable[[], AsyncIterator[str]]:
+    """The texts of ``model.astream``, one stream per call."""
 
     async def one() -> AsyncIterator[str]:
         async for chunk in model.astream(PROMPT):

@@ -12,7 +12,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.clients import _LC, MAX_TOKENS, MESSAGES, MODEL, PROMPT, Spec, _construct, _raw_body
+from bench.clients import (
+    _LC,
+    MAX_TOKENS,
+    MESSAGES,
+    MODEL,
+    PROMPT,
+    Spec,
+    _construct,
+    _lc_noop,
+    _raw_body,
+    lc_astream,
+)
 
 __all__ = ["TRANSPORT_SPECS"]
 
@@ -84,37 +95,10 @@ def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[s
 
 
 def lc_floor_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-    """LangChain's own floor over the wire: a minimal ``BaseChatModel`` whose ``_astream`` is the raw
-    aiohttp loop, so ``astream`` costs the raw loop plus LangChain's callbacks, run tree and chunk merging,
+    """LangChain's own floor over the wire: the no-op ``BaseChatModel`` with the raw aiohttp loop as its
+    ``_astream``, so ``astream`` costs the raw loop plus LangChain's callbacks, run tree and chunk merging,
     and nothing of this package. No LangChain chat model over aiohttp can do better at N streams."""
-    from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, AIMessageChunk
-    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-
-    texts = _aiohttp_texts(base, opts)
-
-    class RawAiohttpChat(BaseChatModel):
-        @property
-        def _llm_type(self) -> str:
-            return "raw-aiohttp"
-
-        def _generate(
-            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
-        ) -> ChatResult:
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])  # unused
-
-        async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
-            async for text in texts():
-                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
-
-    model = RawAiohttpChat()
-
-    async def one() -> AsyncIterator[str]:
-        async for chunk in model.astream(PROMPT):
-            if chunk.content:
-                yield chunk.content  # type: ignore[misc]
-
-    return one
+    return lc_astream(_lc_noop(base, _aiohttp_texts(base, opts)))
 
 
 def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
