@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import httpx
@@ -22,6 +22,7 @@ from typing_extensions import Self
 
 from . import _otel
 from ._affinity import OnHeaders, SessionAffinity, SessionRouting
+from ._call_args import ChatCall, GenerateCall
 from ._history_policy import ChatPlan, HistoryPolicy, check_policy
 from ._http import http_backend as http_backend_of
 from ._media import DEFAULT_MAX_MEDIA_BYTES
@@ -209,21 +210,26 @@ class ClientCore(RequestCore):
         headers, on_headers = self._routing.route(session_id)
         return {"headers": headers, "on_headers": on_headers}
 
-    def _span(
-        self, chat: bool, model: str | None, sampling: Mapping[str, Any], prompt: Any
-    ) -> _otel.Call | None:
+    def _span(self, call: ChatCall | GenerateCall) -> _otel.Call | None:
         """An OpenTelemetry span for one request (None when opentelemetry is absent or records nothing)."""
         tracer = _otel.active_tracer()
         if tracer is None:
             return None
+        prompt: Callable[[], Any]  # what the span records of the input, made only when captured
+        if isinstance(call, ChatCall):
+            messages = call.messages
+            operation, prompt = "chat", lambda: normalize_messages(messages)
+        else:
+            text = call.prompt
+            operation, prompt = "text_completion", lambda: text
         return _otel.Call.open(
             tracer,
-            operation="chat" if chat else "text_completion",
+            operation=operation,
             engine=self.engine,
             base_url=self.base_url,
-            model=model or self.model,
-            sampling=sampling,
-            prompt=(lambda: normalize_messages(prompt)) if chat else (lambda: prompt),
+            model=call.model or self.model,
+            sampling=call.sampling,
+            prompt=prompt,
             capture=self.trace_content,
         )
 

@@ -4,17 +4,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from ._call_args import ChatCall, GenerateCall, chat_call, generate_call, takes
 from ._history_policy import ChatPlan, HistoryPolicy, check_policy
 from ._media import ImageInput, normalize_images
 from ._models_core import ModelsCore
 from ._requests import (
-    AdapterChoice,
     ChatRequest,
     GenerateRequest,
-    ReasoningControls,
     normalize_messages,
     normalize_response_format,
     normalize_tool_choice,
@@ -23,7 +21,6 @@ from ._requests import (
 from .dialects.base import HttpRequest
 from .dialects.history import TemplateRules
 from .errors import InvalidRequestError
-from .types import MessageInput, ResponseFormatInput, ToolChoice, ToolInput
 
 __all__ = ["RequestCore"]
 
@@ -38,56 +35,27 @@ class RequestCore(ModelsCore):
     _learned: TemplateRules | None
     _media_marker: str | None
 
-    def _chat_request(
-        self,
-        messages: Sequence[MessageInput] | str,
-        tools: Sequence[ToolInput] | None,
-        tool_choice: ToolChoice | bool | None,
-        response_format: ResponseFormatInput | None,
-        model: str | None,
-        extra_body: Mapping[str, Any] | None,
-        sampling: dict[str, Any],
-        reasoning: ReasoningControls,
-        adapter: AdapterChoice | None = None,
-    ) -> ChatRequest:
-        norm_tools = normalize_tools(tools)
+    def _chat_request(self, call: ChatCall) -> ChatRequest:
+        norm_tools = normalize_tools(call.tools)
         return ChatRequest(
-            messages=normalize_messages(messages, self.max_media_bytes),
+            messages=normalize_messages(call.messages, self.max_media_bytes),
             tools=norm_tools,
-            tool_choice=normalize_tool_choice(tool_choice, norm_tools),
-            response_format=normalize_response_format(response_format),
-            sampling=sampling,
-            extra_body=dict(extra_body or {}),
-            model=model,
-            reasoning=reasoning,
-            adapter=adapter,
+            tool_choice=normalize_tool_choice(call.tool_choice, norm_tools),
+            response_format=normalize_response_format(call.response_format),
+            sampling=call.sampling,
+            extra_body=dict(call.extra_body or {}),
+            model=call.model,
+            reasoning=call.controls,
+            adapter=self._adapter_choice(call.adapter, call.adapter_scale, call.model),
         )
 
-    def build_chat(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        tools: Sequence[ToolInput] | None = None,
-        tool_choice: ToolChoice | bool | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        thinking: bool | None = None,
-        reasoning_effort: str | None = None,
-        thinking_budget: int | None = None,
-        history: HistoryPolicy | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        stream: bool = False,
-        **sampling: Any,
-    ) -> HttpRequest:
-        """The HTTP request ``chat`` would send, without sending it (for inspection and tests)."""
-        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
-        choice = self._adapter_choice(adapter, adapter_scale, model)
-        req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
-        )
-        return self._plan(req, stream, history).http
+    @takes(chat_call)
+    def build_chat(self, call: ChatCall) -> HttpRequest:
+        """The HTTP request ``chat`` would send, without sending it (for inspection and tests);
+        ``stream=True``: the one ``chat_stream`` would send. ``session_id`` reaches a router in headers,
+        which the request leaves to the transport."""
+        stream = bool(call.sampling.pop("stream", False))
+        return self._plan(self._chat_request(call), stream, call.history).http
 
     def _plan(self, req: ChatRequest, stream: bool, history: HistoryPolicy | None) -> ChatPlan:
         policy = self.history if history is None else check_policy(history, self.dialect.engine)
@@ -96,24 +64,18 @@ class RequestCore(ModelsCore):
     def _learn(self, rules: TemplateRules) -> None:
         self._learned = rules
 
-    def build_generate(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageInput] | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        stream: bool = False,
-        **sampling: Any,
-    ) -> HttpRequest:
+    @takes(generate_call)
+    def build_generate(self, call: GenerateCall) -> HttpRequest:
         """The HTTP request ``generate`` would send, without sending it (images on llama.cpp need the
-        server's media marker, and adapters its adapter list, which ``generate`` reads first)."""
-        if not isinstance(prompt, str):
+        server's media marker, and adapters its adapter list, which ``generate`` reads first);
+        ``stream=True``: the one ``generate_stream`` would send."""
+        stream = bool(call.sampling.pop("stream", False))
+        return self._generate_request(call, stream)
+
+    def _generate_request(self, call: GenerateCall, stream: bool) -> HttpRequest:
+        if not isinstance(call.prompt, str):
             raise InvalidRequestError("prompt must be a string", engine=self.dialect.engine)
-        controls = sorted(_CONTROLS & sampling.keys())
+        controls = sorted(_CONTROLS & call.sampling.keys())
         if controls:
             raise InvalidRequestError(
                 f"{', '.join(controls)}: thinking controls act through the chat template, which the native"
@@ -121,14 +83,14 @@ class RequestCore(ModelsCore):
                 engine=self.dialect.engine,
             )
         req = GenerateRequest(
-            prompt,
-            normalize_response_format(response_format),
-            sampling,
-            dict(extra_body or {}),
-            model,
-            normalize_images(images, self.max_media_bytes),
+            call.prompt,
+            normalize_response_format(call.response_format),
+            call.sampling,
+            dict(call.extra_body or {}),
+            call.model,
+            normalize_images(call.images, self.max_media_bytes),
             self._media_marker,
-            self._adapter_choice(adapter, adapter_scale, model),
+            self._adapter_choice(call.adapter, call.adapter_scale, call.model),
         )
         return self.dialect.build_generate(req, stream)
 

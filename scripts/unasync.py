@@ -69,6 +69,7 @@ RENAMES = {
     "_aread_marker": "_read_marker",
     "_acall": "_call",
     "_aacquire": "_acquire",
+    "_anext_replica": "_next_replica",
     "_aclient": "_client",
     "_adrain": "_drain",
 }

@@ -6,16 +6,14 @@ parses the answer with the dialect again; spans and timings wrap the I/O.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
 from .. import _otel
+from .._call_args import ChatCall, GenerateCall, chat_call, generate_call, takes
 from .._client_core import HEALTH_TIMEOUT, health_of_status
-from .._history_policy import ChatPlan, HistoryPolicy
-from .._media import ImageInput
-from .._requests import ReasoningControls
+from .._history_policy import ChatPlan
 from .._timing import Measure
 from ..dialects.base import HttpRequest
 from ..errors import EngineError, ModelRequiredError, NotFoundError
@@ -23,12 +21,8 @@ from ..types import (
     Completion,
     EngineInfo,
     HealthStatus,
-    MessageInput,
-    ResponseFormatInput,
     StreamEvent,
     TokenInfo,
-    ToolChoice,
-    ToolInput,
 )
 from .models import AsyncModelsAPI
 from .otel import atraced
@@ -39,24 +33,8 @@ __all__ = ["AsyncClientAPI"]
 class AsyncClientAPI(AsyncModelsAPI):
     """The calls of :class:`~engine_clients.BaseClient` (models and adapters: ``_async/models.py``)."""
 
-    async def achat(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        tools: Sequence[ToolInput] | None = None,
-        tool_choice: ToolChoice | bool | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        thinking: bool | None = None,
-        reasoning_effort: str | None = None,
-        thinking_budget: int | None = None,
-        history: HistoryPolicy | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> Completion:
+    @takes(chat_call)
+    async def achat(self, call: ChatCall) -> Completion:
         """Chat completion. ``sampling``: max_tokens, temperature, top_p, top_k, seed, stop, penalties,
         logprobs/top_logprobs and the engine's own parameters; anything unknown is refused before sending.
 
@@ -70,64 +48,32 @@ class AsyncClientAPI(AsyncModelsAPI):
         ``adapter``: a LoRA adapter the server serves, by name (see ``adapters()``; None: the server's
         default), spelled as each engine wants it; one it does not have raises AdapterNotFoundError, never
         runs on the base model (TGI cannot tell). ``adapter_scale``: its strength (llama.cpp only;
-        default 1.0, 0 turns it off); llama.cpp gets every other adapter at scale 0."""
-        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
-        await self._aknow_adapters(adapter, model)
-        choice = self._adapter_choice(adapter, adapter_scale, model)
-        req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
-        )
-        plan = self._plan(req, False, history)
-        return await self._acomplete(plan.http, True, session_id, model, sampling, messages, plan, adapter)
+        default 1.0, 0 turns it off); llama.cpp gets every other adapter at scale 0.
 
-    def achat_stream(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        tools: Sequence[ToolInput] | None = None,
-        tool_choice: ToolChoice | bool | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        thinking: bool | None = None,
-        reasoning_effort: str | None = None,
-        thinking_budget: int | None = None,
-        history: HistoryPolicy | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> AsyncIterator[StreamEvent]:
+        ``session_id``: the conversation, for a router's or pool's session affinity (see ``affinity``).
+        The keyword parameters are the same for every chat method (``engine_clients._call_args``)."""
+        await self._aknow_adapters(call.adapter, call.model)
+        plan = self._plan(self._chat_request(call), False, call.history)
+        return await self._acomplete(plan.http, call, plan)
+
+    @takes(chat_call)
+    def achat_stream(self, call: ChatCall) -> AsyncIterator[StreamEvent]:
         """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
-        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
-        choice = self._adapter_choice(adapter, adapter_scale, model)
-        req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
-        )
+        req = self._chat_request(call)
+        adapter, model = call.adapter, call.model
 
         def build() -> tuple[HttpRequest, ChatPlan]:
-            req.adapter = self._adapter_choice(adapter, adapter_scale, model)
-            plan = self._plan(req, True, history)
+            req.adapter = self._adapter_choice(adapter, call.adapter_scale, model)
+            plan = self._plan(req, True, call.history)
             return plan.http, plan
 
         if self._adapters_unread(adapter, model):
-            return self._aprepared_stream(None, adapter, model, build, True, session_id, sampling, messages)
+            return self._aprepared_stream(None, build, call)
         http, plan = build()
-        return self._astream(http, True, session_id, model, sampling, messages, plan, adapter)
+        return self._astream(http, call, plan)
 
-    async def agenerate(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageInput] | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> Completion:
+    @takes(generate_call)
+    async def agenerate(self, call: GenerateCall) -> Completion:
         """Raw text completion on the engine's native text route (no chat template).
 
         ``images``: data URLs, http(s) URLs, local paths or ``file://`` URLs, bytes, or chat image parts (the
@@ -135,76 +81,40 @@ class AsyncClientAPI(AsyncModelsAPI):
         llama.cpp as a multimodal prompt with the server's media marker (read once from ``/props``; a server
         without vision raises UnsupportedInputError); vLLM refuses them (InvalidRequestError: use chat).
 
-        ``adapter``, ``adapter_scale``: as for ``chat`` (TGI: ``parameters.adapter_id``)."""
-        urls, probe = self._media_probe(images)
+        ``adapter``, ``adapter_scale``, ``session_id``: as for ``chat`` (TGI: ``parameters.adapter_id``)."""
+        urls, probe = self._media_probe(call.images)
         if probe is not None:
             await self._aread_marker(probe)
-        await self._aknow_adapters(adapter, model)
-        http = self.build_generate(
-            prompt,
-            images=urls,
-            response_format=response_format,
-            model=model,
-            extra_body=extra_body,
-            adapter=adapter,
-            adapter_scale=adapter_scale,
-            **sampling,
-        )
-        return await self._acomplete(http, False, session_id, model, sampling, prompt, None, adapter)
+        await self._aknow_adapters(call.adapter, call.model)
+        http = self._generate_request(call._replace(images=urls), False)
+        return await self._acomplete(http, call)
 
-    def agenerate_stream(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageInput] | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> AsyncIterator[StreamEvent]:
+    @takes(generate_call)
+    def agenerate_stream(self, call: GenerateCall) -> AsyncIterator[StreamEvent]:
         """Stream a raw text completion (see ``generate``); with images on llama.cpp the first read asks
         the server for its media marker (and with an adapter, once, for its adapters)."""
-        urls, probe = self._media_probe(images)
+        urls, probe = self._media_probe(call.images)
 
         def build() -> tuple[HttpRequest, ChatPlan | None]:
-            http = self.build_generate(
-                prompt,
-                images=urls,
-                response_format=response_format,
-                model=model,
-                extra_body=extra_body,
-                adapter=adapter,
-                adapter_scale=adapter_scale,
-                stream=True,
-                **sampling,
-            )
-            return http, None
+            return self._generate_request(call._replace(images=urls), True), None
 
-        if probe is None and not self._adapters_unread(adapter, model):
-            return self._astream(build()[0], False, session_id, model, sampling, prompt, None, adapter)
-        return self._aprepared_stream(probe, adapter, model, build, False, session_id, sampling, prompt)
+        if probe is None and not self._adapters_unread(call.adapter, call.model):
+            return self._astream(build()[0], call)
+        return self._aprepared_stream(probe, build, call)
 
     async def _aprepared_stream(
         self,
         probe: HttpRequest | None,
-        adapter: str | None,
-        model: str | None,
         build: Callable[[], tuple[HttpRequest, ChatPlan | None]],
-        chat: bool,
-        session_id: str | None,
-        sampling: Any,
-        prompt: Any,
+        call: ChatCall | GenerateCall,
     ) -> AsyncIterator[StreamEvent]:
         """The stream, once what building it needs is read from the server (the first iteration does
         that): the media marker (``probe``), the adapter list (``adapter``)."""
         if probe is not None:
             await self._aread_marker(probe)
-        await self._aknow_adapters(adapter, model)
+        await self._aknow_adapters(call.adapter, call.model)
         http, plan = build()
-        events = self._astream(http, chat, session_id, model, sampling, prompt, plan, adapter)
+        events = self._astream(http, call, plan)
         try:
             async for event in events:
                 yield event
@@ -217,58 +127,43 @@ class AsyncClientAPI(AsyncModelsAPI):
         self._media_marker = self.dialect.parse_media_probe(await self.async_transport.request(probe))
 
     async def _acomplete(
-        self,
-        http: HttpRequest,
-        chat: bool,
-        session_id: str | None,
-        model: str | None,
-        sampling: Any,
-        prompt: Any,
-        plan: ChatPlan | None = None,
-        adapter: str | None = None,
+        self, http: HttpRequest, call: ChatCall | GenerateCall, plan: ChatPlan | None = None
     ) -> Completion:
-        call = self._span(chat, model, sampling, prompt)
+        span = self._span(call)
         measure = Measure()
         refit = None if plan is None else plan.refit
         try:
-            with _otel.activate(call):
+            with _otel.activate(span):
                 body = await self.async_transport.request(
-                    http, measure=measure, refit=refit, **self._route(session_id)
+                    http, measure=measure, refit=refit, **self._route(call.session_id)
                 )
-            completion = self._timed(chat, http if plan is None else plan.http, body, measure)
+            sent = http if plan is None else plan.http  # (a refused history is sent again, fitted)
+            completion = self._timed(isinstance(call, ChatCall), sent, body, measure)
         except BaseException as exc:
-            if call is not None:
-                call.fail(exc)
+            if span is not None:
+                span.fail(exc)
             if isinstance(exc, ModelRequiredError) and self.dialect.routes_by_model:
                 raise await self._awith_models(exc) from exc
             missing = None
-            if adapter is not None and isinstance(exc, NotFoundError):
-                missing = self.dialect.adapter_error(exc, adapter)
+            if call.adapter is not None and isinstance(exc, NotFoundError):
+                missing = self.dialect.adapter_error(exc, call.adapter)
             if missing is not None:
                 raise missing from exc
             raise
-        if call is not None:
-            call.done(completion)
+        if span is not None:
+            span.done(completion)
         return completion
 
     def _astream(
-        self,
-        http: HttpRequest,
-        chat: bool,
-        session_id: str | None,
-        model: str | None,
-        sampling: Any,
-        prompt: Any,
-        plan: ChatPlan | None = None,
-        adapter: str | None = None,
+        self, http: HttpRequest, call: ChatCall | GenerateCall, plan: ChatPlan | None = None
     ) -> AsyncIterator[StreamEvent]:
-        decoder = self._decoder(chat, http, model, plan)
+        decoder = self._decoder(isinstance(call, ChatCall), http, call.model, plan)
         refit = None if plan is None else plan.refit
-        events = self.async_transport.stream(http, decoder, refit=refit, **self._route(session_id))
+        events = self.async_transport.stream(http, decoder, refit=refit, **self._route(call.session_id))
         if _otel.active_tracer() is not None:
-            events = atraced(lambda: self._span(chat, model, sampling, prompt), events)
-        if adapter is not None:  # (a stream without one stays the transport's own generator)
-            events = self._achecked(events, adapter)  # an engine's "no such model" names the adapter
+            events = atraced(lambda: self._span(call), events)
+        if call.adapter is not None:  # (a stream without one stays the transport's own generator)
+            events = self._achecked(events, call.adapter)  # an engine's "no such model" names the adapter
         return events
 
     async def ahealth(self) -> HealthStatus:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from typing_extensions import Self
 
@@ -53,6 +53,15 @@ class AsyncPoolAPI(PoolCore):
         return client
 
     # -- the request loops; the stream loop never fails over after output --
+    async def _anext_replica(
+        self, tried: set[int], session_id: str | None, last: EngineError | None
+    ) -> Replica:
+        try:
+            return await self._aacquire(tried, session_id)
+        except NoReplica as exc:
+            err = self._no_replica(exc, last)
+            raise err from err.__cause__  # the last replica's own error, its cause kept
+
     async def _acall(
         self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str | None
     ) -> Any:
@@ -61,11 +70,7 @@ class AsyncPoolAPI(PoolCore):
         last: EngineError | None = None
         try:
             while True:
-                try:
-                    r = await self._aacquire(tried, session_id)
-                except NoReplica as exc:
-                    err = self._no_replica(exc, last)
-                    raise err from err.__cause__  # the last replica's own error, its cause kept
+                r = await self._anext_replica(tried, session_id, last)
                 t0 = time.monotonic()
                 try:
                     client = await self._aclient(r)
@@ -94,11 +99,7 @@ class AsyncPoolAPI(PoolCore):
         first: float | None = None  # when the first output event went out: no failover after it
         try:
             while True:
-                try:
-                    r = await self._aacquire(tried, session_id)
-                except NoReplica as exc:
-                    err = self._no_replica(exc, last)
-                    raise err from err.__cause__  # the last replica's own error, its cause kept
+                r = await self._anext_replica(tried, session_id, last)
                 t0 = time.monotonic()
                 usage: Usage | None = None
                 inner: Any = None  # the client's generator
@@ -135,8 +136,7 @@ class AsyncPoolAPI(PoolCore):
     # -- the client API --
     async def achat(self, messages: Any, *, session_id: str | None = None, **kwargs: Any) -> Completion:
         """:meth:`BaseClient.achat` on the least busy replica (or the session's); fails over before output."""
-        result: Completion = await self._acall("achat", (messages,), kwargs, session_id)
-        return result
+        return cast(Completion, await self._acall("achat", (messages,), kwargs, session_id))
 
     def achat_stream(
         self, messages: Any, *, session_id: str | None = None, **kwargs: Any
@@ -144,8 +144,7 @@ class AsyncPoolAPI(PoolCore):
         return self._astream("achat_stream", (messages,), kwargs, session_id)
 
     async def agenerate(self, prompt: str, *, session_id: str | None = None, **kwargs: Any) -> Completion:
-        result: Completion = await self._acall("agenerate", (prompt,), kwargs, session_id)
-        return result
+        return cast(Completion, await self._acall("agenerate", (prompt,), kwargs, session_id))
 
     def agenerate_stream(
         self, prompt: str, *, session_id: str | None = None, **kwargs: Any
@@ -153,24 +152,21 @@ class AsyncPoolAPI(PoolCore):
         return self._astream("agenerate_stream", (prompt,), kwargs, session_id)
 
     async def ainfo(self) -> EngineInfo:
-        result: EngineInfo = await self._acall("ainfo", (), {}, None)
-        return result
+        return cast(EngineInfo, await self._acall("ainfo", (), {}, None))
 
     async def atokenize(self, text: str, *, add_special_tokens: bool = True) -> list[TokenInfo]:
-        result: list[TokenInfo] = await self._acall(
-            "atokenize", (text,), {"add_special_tokens": add_special_tokens}, None
+        return cast(
+            list[TokenInfo],
+            await self._acall("atokenize", (text,), {"add_special_tokens": add_special_tokens}, None),
         )
-        return result
 
     # embeddings and rerank: routed, retried and failed over like chat (LlamaCppClient, VLLMClient, TEIClient)
     async def aembed(self, texts: Any, **kwargs: Any) -> Embeddings:
         """:meth:`LlamaCppClient.aembed` (or vLLM's, TEI's) on the least busy replica."""
-        result: Embeddings = await self._acall("aembed", (texts,), kwargs, None)
-        return result
+        return cast(Embeddings, await self._acall("aembed", (texts,), kwargs, None))
 
     async def arerank(self, query: str, documents: Any, **kwargs: Any) -> Reranking:
-        result: Reranking = await self._acall("arerank", (query, documents), kwargs, None)
-        return result
+        return cast(Reranking, await self._acall("arerank", (query, documents), kwargs, None))
 
     # -- health (see _pool_health) and lifecycle --
     async def ahealth(self) -> HealthStatus:

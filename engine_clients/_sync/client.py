@@ -7,16 +7,14 @@ parses the answer with the dialect again; spans and timings wrap the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Callable
 
 import httpx
 
 from .. import _otel
+from .._call_args import ChatCall, GenerateCall, chat_call, generate_call, takes
 from .._client_core import HEALTH_TIMEOUT, health_of_status
-from .._history_policy import ChatPlan, HistoryPolicy
-from .._media import ImageInput
-from .._requests import ReasoningControls
+from .._history_policy import ChatPlan
 from .._timing import Measure
 from ..dialects.base import HttpRequest
 from ..errors import EngineError, ModelRequiredError, NotFoundError
@@ -24,12 +22,8 @@ from ..types import (
     Completion,
     EngineInfo,
     HealthStatus,
-    MessageInput,
-    ResponseFormatInput,
     StreamEvent,
     TokenInfo,
-    ToolChoice,
-    ToolInput,
 )
 from .models import SyncModelsAPI
 from .otel import traced
@@ -40,24 +34,8 @@ __all__ = ["SyncClientAPI"]
 class SyncClientAPI(SyncModelsAPI):
     """The calls of :class:`~engine_clients.BaseClient` (models and adapters: ``_async/models.py``)."""
 
-    def chat(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        tools: Sequence[ToolInput] | None = None,
-        tool_choice: ToolChoice | bool | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        thinking: bool | None = None,
-        reasoning_effort: str | None = None,
-        thinking_budget: int | None = None,
-        history: HistoryPolicy | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> Completion:
+    @takes(chat_call)
+    def chat(self, call: ChatCall) -> Completion:
         """Chat completion. ``sampling``: max_tokens, temperature, top_p, top_k, seed, stop, penalties,
         logprobs/top_logprobs and the engine's own parameters; anything unknown is refused before sending.
 
@@ -71,64 +49,32 @@ class SyncClientAPI(SyncModelsAPI):
         ``adapter``: a LoRA adapter the server serves, by name (see ``adapters()``; None: the server's
         default), spelled as each engine wants it; one it does not have raises AdapterNotFoundError, never
         runs on the base model (TGI cannot tell). ``adapter_scale``: its strength (llama.cpp only;
-        default 1.0, 0 turns it off); llama.cpp gets every other adapter at scale 0."""
-        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
-        self._know_adapters(adapter, model)
-        choice = self._adapter_choice(adapter, adapter_scale, model)
-        req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
-        )
-        plan = self._plan(req, False, history)
-        return self._complete(plan.http, True, session_id, model, sampling, messages, plan, adapter)
+        default 1.0, 0 turns it off); llama.cpp gets every other adapter at scale 0.
 
-    def chat_stream(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        tools: Sequence[ToolInput] | None = None,
-        tool_choice: ToolChoice | bool | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        thinking: bool | None = None,
-        reasoning_effort: str | None = None,
-        thinking_budget: int | None = None,
-        history: HistoryPolicy | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> Iterator[StreamEvent]:
+        ``session_id``: the conversation, for a router's or pool's session affinity (see ``affinity``).
+        The keyword parameters are the same for every chat method (``engine_clients._call_args``)."""
+        self._know_adapters(call.adapter, call.model)
+        plan = self._plan(self._chat_request(call), False, call.history)
+        return self._complete(plan.http, call, plan)
+
+    @takes(chat_call)
+    def chat_stream(self, call: ChatCall) -> Iterator[StreamEvent]:
         """Stream a chat completion as ``Started``, ``Token``/``ToolCallDelta``..., ``End`` events."""
-        controls = ReasoningControls(thinking, reasoning_effort, thinking_budget)
-        choice = self._adapter_choice(adapter, adapter_scale, model)
-        req = self._chat_request(
-            messages, tools, tool_choice, response_format, model, extra_body, sampling, controls, choice
-        )
+        req = self._chat_request(call)
+        adapter, model = call.adapter, call.model
 
         def build() -> tuple[HttpRequest, ChatPlan]:
-            req.adapter = self._adapter_choice(adapter, adapter_scale, model)
-            plan = self._plan(req, True, history)
+            req.adapter = self._adapter_choice(adapter, call.adapter_scale, model)
+            plan = self._plan(req, True, call.history)
             return plan.http, plan
 
         if self._adapters_unread(adapter, model):
-            return self._prepared_stream(None, adapter, model, build, True, session_id, sampling, messages)
+            return self._prepared_stream(None, build, call)
         http, plan = build()
-        return self._stream(http, True, session_id, model, sampling, messages, plan, adapter)
+        return self._stream(http, call, plan)
 
-    def generate(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageInput] | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> Completion:
+    @takes(generate_call)
+    def generate(self, call: GenerateCall) -> Completion:
         """Raw text completion on the engine's native text route (no chat template).
 
         ``images``: data URLs, http(s) URLs, local paths or ``file://`` URLs, bytes, or chat image parts (the
@@ -136,76 +82,40 @@ class SyncClientAPI(SyncModelsAPI):
         llama.cpp as a multimodal prompt with the server's media marker (read once from ``/props``; a server
         without vision raises UnsupportedInputError); vLLM refuses them (InvalidRequestError: use chat).
 
-        ``adapter``, ``adapter_scale``: as for ``chat`` (TGI: ``parameters.adapter_id``)."""
-        urls, probe = self._media_probe(images)
+        ``adapter``, ``adapter_scale``, ``session_id``: as for ``chat`` (TGI: ``parameters.adapter_id``)."""
+        urls, probe = self._media_probe(call.images)
         if probe is not None:
             self._read_marker(probe)
-        self._know_adapters(adapter, model)
-        http = self.build_generate(
-            prompt,
-            images=urls,
-            response_format=response_format,
-            model=model,
-            extra_body=extra_body,
-            adapter=adapter,
-            adapter_scale=adapter_scale,
-            **sampling,
-        )
-        return self._complete(http, False, session_id, model, sampling, prompt, None, adapter)
+        self._know_adapters(call.adapter, call.model)
+        http = self._generate_request(call._replace(images=urls), False)
+        return self._complete(http, call)
 
-    def generate_stream(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageInput] | None = None,
-        response_format: ResponseFormatInput | None = None,
-        model: str | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        adapter: str | None = None,
-        adapter_scale: float | None = None,
-        session_id: str | None = None,
-        **sampling: Any,
-    ) -> Iterator[StreamEvent]:
+    @takes(generate_call)
+    def generate_stream(self, call: GenerateCall) -> Iterator[StreamEvent]:
         """Stream a raw text completion (see ``generate``); with images on llama.cpp the first read asks
         the server for its media marker (and with an adapter, once, for its adapters)."""
-        urls, probe = self._media_probe(images)
+        urls, probe = self._media_probe(call.images)
 
         def build() -> tuple[HttpRequest, ChatPlan | None]:
-            http = self.build_generate(
-                prompt,
-                images=urls,
-                response_format=response_format,
-                model=model,
-                extra_body=extra_body,
-                adapter=adapter,
-                adapter_scale=adapter_scale,
-                stream=True,
-                **sampling,
-            )
-            return http, None
+            return self._generate_request(call._replace(images=urls), True), None
 
-        if probe is None and not self._adapters_unread(adapter, model):
-            return self._stream(build()[0], False, session_id, model, sampling, prompt, None, adapter)
-        return self._prepared_stream(probe, adapter, model, build, False, session_id, sampling, prompt)
+        if probe is None and not self._adapters_unread(call.adapter, call.model):
+            return self._stream(build()[0], call)
+        return self._prepared_stream(probe, build, call)
 
     def _prepared_stream(
         self,
         probe: HttpRequest | None,
-        adapter: str | None,
-        model: str | None,
         build: Callable[[], tuple[HttpRequest, ChatPlan | None]],
-        chat: bool,
-        session_id: str | None,
-        sampling: Any,
-        prompt: Any,
+        call: ChatCall | GenerateCall,
     ) -> Iterator[StreamEvent]:
         """The stream, once what building it needs is read from the server (the first iteration does
         that): the media marker (``probe``), the adapter list (``adapter``)."""
         if probe is not None:
             self._read_marker(probe)
-        self._know_adapters(adapter, model)
+        self._know_adapters(call.adapter, call.model)
         http, plan = build()
-        events = self._stream(http, chat, session_id, model, sampling, prompt, plan, adapter)
+        events = self._stream(http, call, plan)
         try:
             for event in events:
                 yield event
@@ -218,58 +128,43 @@ class SyncClientAPI(SyncModelsAPI):
         self._media_marker = self.dialect.parse_media_probe(self.sync_transport.request(probe))
 
     def _complete(
-        self,
-        http: HttpRequest,
-        chat: bool,
-        session_id: str | None,
-        model: str | None,
-        sampling: Any,
-        prompt: Any,
-        plan: ChatPlan | None = None,
-        adapter: str | None = None,
+        self, http: HttpRequest, call: ChatCall | GenerateCall, plan: ChatPlan | None = None
     ) -> Completion:
-        call = self._span(chat, model, sampling, prompt)
+        span = self._span(call)
         measure = Measure()
         refit = None if plan is None else plan.refit
         try:
-            with _otel.activate(call):
+            with _otel.activate(span):
                 body = self.sync_transport.request(
-                    http, measure=measure, refit=refit, **self._route(session_id)
+                    http, measure=measure, refit=refit, **self._route(call.session_id)
                 )
-            completion = self._timed(chat, http if plan is None else plan.http, body, measure)
+            sent = http if plan is None else plan.http  # (a refused history is sent again, fitted)
+            completion = self._timed(isinstance(call, ChatCall), sent, body, measure)
         except BaseException as exc:
-            if call is not None:
-                call.fail(exc)
+            if span is not None:
+                span.fail(exc)
             if isinstance(exc, ModelRequiredError) and self.dialect.routes_by_model:
                 raise self._with_models(exc) from exc
             missing = None
-            if adapter is not None and isinstance(exc, NotFoundError):
-                missing = self.dialect.adapter_error(exc, adapter)
+            if call.adapter is not None and isinstance(exc, NotFoundError):
+                missing = self.dialect.adapter_error(exc, call.adapter)
             if missing is not None:
                 raise missing from exc
             raise
-        if call is not None:
-            call.done(completion)
+        if span is not None:
+            span.done(completion)
         return completion
 
     def _stream(
-        self,
-        http: HttpRequest,
-        chat: bool,
-        session_id: str | None,
-        model: str | None,
-        sampling: Any,
-        prompt: Any,
-        plan: ChatPlan | None = None,
-        adapter: str | None = None,
+        self, http: HttpRequest, call: ChatCall | GenerateCall, plan: ChatPlan | None = None
     ) -> Iterator[StreamEvent]:
-        decoder = self._decoder(chat, http, model, plan)
+        decoder = self._decoder(isinstance(call, ChatCall), http, call.model, plan)
         refit = None if plan is None else plan.refit
-        events = self.sync_transport.stream(http, decoder, refit=refit, **self._route(session_id))
+        events = self.sync_transport.stream(http, decoder, refit=refit, **self._route(call.session_id))
         if _otel.active_tracer() is not None:
-            events = traced(lambda: self._span(chat, model, sampling, prompt), events)
-        if adapter is not None:  # (a stream without one stays the transport's own generator)
-            events = self._checked(events, adapter)  # an engine's "no such model" names the adapter
+            events = traced(lambda: self._span(call), events)
+        if call.adapter is not None:  # (a stream without one stays the transport's own generator)
+            events = self._checked(events, call.adapter)  # an engine's "no such model" names the adapter
         return events
 
     def health(self) -> HealthStatus:

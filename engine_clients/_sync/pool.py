@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from typing_extensions import Self
 
@@ -54,6 +54,15 @@ class SyncPoolAPI(PoolCore):
         return client
 
     # -- the request loops; the stream loop never fails over after output --
+    def _next_replica(
+        self, tried: set[int], session_id: str | None, last: EngineError | None
+    ) -> Replica:
+        try:
+            return self._acquire(tried, session_id)
+        except NoReplica as exc:
+            err = self._no_replica(exc, last)
+            raise err from err.__cause__  # the last replica's own error, its cause kept
+
     def _call(
         self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], session_id: str | None
     ) -> Any:
@@ -62,11 +71,7 @@ class SyncPoolAPI(PoolCore):
         last: EngineError | None = None
         try:
             while True:
-                try:
-                    r = self._acquire(tried, session_id)
-                except NoReplica as exc:
-                    err = self._no_replica(exc, last)
-                    raise err from err.__cause__  # the last replica's own error, its cause kept
+                r = self._next_replica(tried, session_id, last)
                 t0 = time.monotonic()
                 try:
                     client = self._client(r)
@@ -95,11 +100,7 @@ class SyncPoolAPI(PoolCore):
         first: float | None = None  # when the first output event went out: no failover after it
         try:
             while True:
-                try:
-                    r = self._acquire(tried, session_id)
-                except NoReplica as exc:
-                    err = self._no_replica(exc, last)
-                    raise err from err.__cause__  # the last replica's own error, its cause kept
+                r = self._next_replica(tried, session_id, last)
                 t0 = time.monotonic()
                 usage: Usage | None = None
                 inner: Any = None  # the client's generator
@@ -136,8 +137,7 @@ class SyncPoolAPI(PoolCore):
     # -- the client API --
     def chat(self, messages: Any, *, session_id: str | None = None, **kwargs: Any) -> Completion:
         """:meth:`BaseClient.chat` on the least busy replica (or the session's); fails over before output."""
-        result: Completion = self._call("chat", (messages,), kwargs, session_id)
-        return result
+        return cast(Completion, self._call("chat", (messages,), kwargs, session_id))
 
     def chat_stream(
         self, messages: Any, *, session_id: str | None = None, **kwargs: Any
@@ -145,8 +145,7 @@ class SyncPoolAPI(PoolCore):
         return self._stream("chat_stream", (messages,), kwargs, session_id)
 
     def generate(self, prompt: str, *, session_id: str | None = None, **kwargs: Any) -> Completion:
-        result: Completion = self._call("generate", (prompt,), kwargs, session_id)
-        return result
+        return cast(Completion, self._call("generate", (prompt,), kwargs, session_id))
 
     def generate_stream(
         self, prompt: str, *, session_id: str | None = None, **kwargs: Any
@@ -154,24 +153,21 @@ class SyncPoolAPI(PoolCore):
         return self._stream("generate_stream", (prompt,), kwargs, session_id)
 
     def info(self) -> EngineInfo:
-        result: EngineInfo = self._call("info", (), {}, None)
-        return result
+        return cast(EngineInfo, self._call("info", (), {}, None))
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[TokenInfo]:
-        result: list[TokenInfo] = self._call(
-            "tokenize", (text,), {"add_special_tokens": add_special_tokens}, None
+        return cast(
+            list[TokenInfo],
+            self._call("tokenize", (text,), {"add_special_tokens": add_special_tokens}, None),
         )
-        return result
 
     # embeddings and rerank: routed, retried and failed over like chat (LlamaCppClient, VLLMClient, TEIClient)
     def embed(self, texts: Any, **kwargs: Any) -> Embeddings:
         """:meth:`LlamaCppClient.embed` (or vLLM's, TEI's) on the least busy replica."""
-        result: Embeddings = self._call("embed", (texts,), kwargs, None)
-        return result
+        return cast(Embeddings, self._call("embed", (texts,), kwargs, None))
 
     def rerank(self, query: str, documents: Any, **kwargs: Any) -> Reranking:
-        result: Reranking = self._call("rerank", (query, documents), kwargs, None)
-        return result
+        return cast(Reranking, self._call("rerank", (query, documents), kwargs, None))
 
     # -- health (see _pool_health) and lifecycle --
     def health(self) -> HealthStatus:
