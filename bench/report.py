@@ -327,6 +327,46 @@ def composition_note(summary: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def bound_table(detail: dict[str, Any]) -> str:
+    """Scenario 6: each wrapper's tokens per CPU-second over its bound, from one process per round."""
+    rows = []
+    for ours, x in detail.get("summary", {}).items():
+        rows.append(
+            [
+                ours,
+                _fmt(x["client_tokens_per_cpu_s"]),
+                _fmt(x["floor_tokens_per_cpu_s"]),
+                _fmt(x["wrapper_tokens_per_cpu_s"]),
+                f"{x['ratio']:.3f}",
+                f"{x['range'][0]:.3f}-{x['range'][1]:.3f}",
+                str(x["n"]),
+            ]
+        )
+    headers = [
+        "wrapper",
+        "client tok/CPU-s",
+        "floor tok/CPU-s",
+        "wrapper tok/CPU-s",
+        "of bound",
+        "range",
+        "n",
+    ]
+    return _table(headers, rows, "lrrrrrr")
+
+
+def bound_section(detail: dict[str, Any]) -> str:
+    return (
+        "\n## 6. Wrappers against their bound, in one process\n\n"
+        "Per chunk a wrapper pays at least its engine client's cost plus its framework's own (the no-op "
+        "floor), so `1 / (1/client + 1/floor)` tokens per CPU-second bounds it. Scenario 1 times the three "
+        "in separate processes minutes apart, and the ratio moves with the machine's load; here one worker "
+        "process streams the engine client, the floor and the wrapper in turns (A B C C B A, "
+        f"{detail['repeats_per_process']} streams of {detail['tokens']:,} tokens each), so that all three "
+        "meet the same load and interpreter state. Each process gives one ratio; the table shows the median "
+        f"of {detail['rounds']} processes and their range.\n\n" + bound_table(detail) + "\n"
+    )
+
+
 # ---- targets ---------------------------------------------------------------------------------------------
 
 
@@ -434,8 +474,20 @@ def targets(results: dict[str, dict[str, Any]], basis: str = "cpu") -> list[dict
         ),
     ]:
         add(label, ratio(ours, peer), th, extra=cpu_note(ours, peer))
+    wb = results.get("wrapper_bound", {}).get("detail", {}).get("summary", {})
     for ours, (value, bound) in bound_ratios(dec).items():
-        add(f"{ours} >= 0.9 of its bound (engine client + framework floor, per CPU-s)", value / bound, 0.9)
+        if ours not in wb:  # scenario 6 (one process) decides where it ran
+            add(
+                f"{ours} >= 0.9 of its bound (engine client + framework floor, per CPU-s)", value / bound, 0.9
+            )
+    for ours, s in wb.items():
+        lo, hi = s["range"]
+        add(
+            f"{ours} >= 0.9 of its bound (client, floor, wrapper in one process)",
+            s["ratio"],
+            0.9,
+            extra=f"median of {s['n']} processes, {lo:.2f}-{hi:.2f}",
+        )
 
     conc = results.get("concurrency", {}).get("detail", {}).get("results", {})
     ec = conc.get("engine_clients:VLLMClient.achat_stream", {})
@@ -850,6 +902,9 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
             )
     if rd:
         parts.append(reasoning_section(rd))
+    wb = results.get("wrapper_bound", {}).get("detail")
+    if wb:
+        parts.append(bound_section(wb))
     parts.append(FOOTER)
     (DOCS / "benchmarks.md").write_text("".join(parts))
 
@@ -924,9 +979,10 @@ FOOTER = """
 ## Reproducing
 
 ```bash
-bash bench/run.sh            # creates .bench-venv (package + bench/requirements.txt), runs all five scenarios
+bash bench/run.sh            # creates .bench-venv (package + bench/requirements.txt), runs all six scenarios
 bash bench/run.sh --quick    # scenarios 1, 2 (64 and 256 streams), 4 and 5 (three clients), a few minutes
 bash bench/run.sh --only reasoning_decode [--quick]   # scenario 5 alone (about 1 minute; quick: 3 clients)
+bash bench/run.sh --only wrapper_bound [--clients langchain:ChatVLLM]  # scenario 6: wrappers vs their bound
 ```
 
 `bench/run.sh` is `python3 -m venv .bench-venv && .bench-venv/bin/pip install -e '.[langchain,llamaindex]'

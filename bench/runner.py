@@ -24,7 +24,14 @@ from bench.clients import BY_NAME, SPECS, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("stream_decode", "concurrency", "e2e_llamacpp", "import_time", "reasoning_decode")
+SCENARIOS = (
+    "stream_decode",
+    "concurrency",
+    "e2e_llamacpp",
+    "import_time",
+    "reasoning_decode",
+    "wrapper_bound",
+)
 
 Row = dict[str, Any]
 
@@ -984,7 +991,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="scenarios 1, 2 (up to 256 streams), 4 and 5 with fewer clients"
     )
     ap.add_argument("--only", default="", help=f"comma-separated scenarios out of {', '.join(SCENARIOS)}")
-    ap.add_argument("--clients", default="", help="comma-separated client names (scenarios 1, 2 and 5)")
+    ap.add_argument("--clients", default="", help="comma-separated client names (scenarios 1, 2, 5 and 6)")
     ap.add_argument("--rounds", type=int, default=None, help="alternated rounds (default 5, quick 3)")
     ap.add_argument(
         "--tokens", type=int, default=20_000, help="tokens per stream in scenarios 1 and 5 (>= 20000)"
@@ -1097,6 +1104,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             only = [c for c in clients or [] if BY_NAME[c].scenario == "reasoning_decode"] or None
             out["reasoning_decode"] = reasoning_decode(ctx, only)
+        if "wrapper_bound" in scenarios:
+            from bench.bounds import wrapper_bound
+
+            say(
+                f"\n== 6. wrappers against their bound: client, floor, wrapper in one process, "
+                f"{ctx.rounds} rounds =="
+            )
+            only = [c for c in clients or [] if c in {p[0] for p in report.BOUND_PAIRS}] or None
+            out["wrapper_bound"] = wrapper_bound(ctx, only)
         if "concurrency" in scenarios:
             say(f"\n== 2. concurrency: {levels} streams x {CONC_TOKENS} tokens ==")
             conc = [c for c in clients or [] if BY_NAME[c].scenario in ("stream_decode", "concurrency")]

@@ -14,7 +14,9 @@ Jobs:
   an instruction counter (see :func:`codec`).
 * ``{"kind": "paired", "client": NAME, "tokens": N, "repeats": R, "variants": {"plain": {"base": URL,
   "expect": [reasoning chars, answer chars]}, "reasoning": {...}}}`` - one client on two streams of the same
-  token count (plain and reasoning), timed alternately in this process: see :func:`paired`.
+  token count (plain and reasoning), timed alternately in this process: see :func:`paired`. A variant
+  may name its own ``"client"`` (the wrapper-bound scenario times an engine client, a framework's no-op
+  floor and the wrapper over both in one process).
 """
 
 from __future__ import annotations
@@ -304,16 +306,19 @@ def interleaved(job: dict[str, Any]) -> dict[str, Any]:
 
 def paired(job: dict[str, Any]) -> dict[str, Any]:
     """One client, two streams of N tokens (``variants``: "plain" first, then the one compared with it),
-    timed in this one process in alternating order (A B B A ...), so that both meet the same interpreter
+    or one stream each of several clients (a ``"client"`` per variant), timed in this one process in
+    alternating order (A B B A ..., A B C C B A ...), so that all meet the same interpreter
     state, allocator and machine load; each variant gets its own client object (the firehose URL carries
     the stream shape) and a warm-up stream. Every timed stream is checked: the characters delivered as
     reasoning and as answer (``one.split``) must match the variant's ``expect``."""
     from bench.clients import BY_NAME
 
-    spec = BY_NAME[job["client"]]
     names = list(job["variants"])
-    ones = {v: spec.setup(job["variants"][v]["base"], job.get("opts") or {}) for v in names}
-    is_async = spec.mode == "async"
+    specs = {v: BY_NAME[job["variants"][v].get("client", job.get("client"))] for v in names}
+    ones = {v: specs[v].setup(job["variants"][v]["base"], job.get("opts") or {}) for v in names}
+    if len({s.mode for s in specs.values()}) != 1:
+        return {"error": "paired variants must all be sync or all async"}
+    is_async = specs[names[0]].mode == "async"
     repeats = int(job.get("repeats", 2))
     warm = int(job.get("warmup", WARMUP_CHUNKS))
     tokens = int(job["tokens"])
@@ -337,7 +342,9 @@ def paired(job: dict[str, Any]) -> dict[str, Any]:
             }
         )
 
-    order = [names[i % 2 if (i // 2) % 2 == 0 else 1 - i % 2] for i in range(2 * repeats)]  # A B B A A B ...
+    order = [
+        v for r in range(repeats) for v in (names if r % 2 == 0 else names[::-1])
+    ]  # A B C C B A A B C ...
     if is_async:
 
         async def run() -> None:
