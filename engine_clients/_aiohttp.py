@@ -59,8 +59,13 @@ class _Transport(AiohttpTransport):
 
 
 def _session() -> aiohttp.ClientSession:
-    # made on first use, inside the event loop that uses it; limit=0: no cap on connections
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S))
+    # Made on first use, inside the event loop that uses it; limit=0: no cap on connections. No cookie jar of
+    # aiohttp's own: httpx's jar already sets each request's Cookie header, and aiohttp's would add its stored
+    # cookies over an explicit one (a cookie router's session cookie then leaks into other sessions).
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 def aiohttp_client(timeout: httpx.Timeout) -> httpx.AsyncClient:

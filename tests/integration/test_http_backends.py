@@ -26,6 +26,7 @@ from engine_clients import (
 )
 from engine_clients.testing import EngineServer
 from tests.integration.test_faults import (
+    OK_BODY,
     Handler,
     LoopbackServer,
     dead_url,
@@ -88,6 +89,38 @@ async def test_retry_after_is_honoured(backend: str, loopback: Callable[[Handler
     gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
     assert all(g >= 0.95 for g in gaps), gaps
     await client.aclose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_routers_session_cookie_stays_with_its_session(backend: str) -> None:
+    """A cookie router (llm-d) on a host name (aiohttp's own jar skips IP addresses): each session sends its
+    own cookie and never another session's, on both backends."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie", ""))
+        answer = web.Response(body=OK_BODY, content_type="application/json")
+        if not request.headers.get("Cookie"):
+            answer.set_cookie("llm-d-session", f"replica{len(seen)}")
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    client = VLLMClient(f"http://localhost:{port}", model="m", http_backend=backend, affinity="llm-d")
+    try:
+        for session in ("A", "B", "A", "B"):
+            await client.achat("hi", session_id=session)
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+    assert seen == ["", "", "llm-d-session=replica1", "llm-d-session=replica2"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -225,7 +258,9 @@ def test_both_backends_run_on_uvloop(backend: str, llama_server: EngineServer) -
         client = LlamaCppClient(llama_server.base_url, http_backend=backend)
         try:
             answer = await client.achat("hi", **GREEDY)
-            text = "".join([e.text async for e in client.achat_stream("hi", **GREEDY) if isinstance(e, Token)])
+            text = "".join(
+                [e.text async for e in client.achat_stream("hi", **GREEDY) if isinstance(e, Token)]
+            )
             stream = client.achat_stream("hi", **GREEDY)
             async for event in stream:
                 if isinstance(event, Token):
