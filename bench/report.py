@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -202,6 +203,35 @@ def concurrency_table(detail: dict[str, Any]) -> str:
         ],
         rows,
         "lrrrrrrrrrr",
+    )
+
+
+SHARDING = ROOT / "bench" / "results" / "concurrency-sharding.json"
+
+
+def sharding_section(limit: float = 1.10) -> str:
+    """Streams per process that keep each client within ``limit`` x ideal, from a concurrency run at a fixed
+    per-token delay (``--conc-delay-ms 78.1 --tag sharding``): the guide for sharding across processes."""
+    try:
+        data = json.loads(SHARDING.read_text())
+    except (OSError, ValueError):
+        return ""
+    detail = data["detail"]
+    keep = []
+    for name, per in detail["results"].items():
+        fit = [int(k) for k, lv in per.items() if int(k) and lv["wall_over_ideal"] <= limit]
+        keep.append(f"`{name}` {max(fit):,}" if fit else f"`{name}` none of the levels run")
+    delays = sorted({lv["delay_ms"] for per in detail["results"].values() for lv in per.values()})
+    return (
+        f"\n### Streams per process within {limit:.2f}x ideal\n\n"
+        f"The same scenario with a fixed per-token delay ({', '.join(f'{d:g}' for d in delays)} ms, as at "
+        "1,000 streams above), so that fewer streams also offer less load, as when a fleet is split across "
+        f"processes ({data['meta'].get('started', '?')}, load average "
+        f"{data['meta'].get('machine_before', {}).get('loadavg')}). Largest level within {limit:.2f}x: "
+        + "; ".join(keep)
+        + ". Beyond that, run more processes (one event loop each) and split the streams between them.\n\n"
+        + concurrency_table(detail)
+        + "\n"
     )
 
 
@@ -863,6 +893,7 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
             parts.append(
                 "\nErrors: " + "; ".join(f"`{k}`: {v[:200]}" for k, v in conc["errors"].items()) + "\n"
             )
+        parts.append(sharding_section())
     e2e = results.get("e2e_llamacpp", {}).get("detail")
     if e2e and "skipped" not in e2e:
         parts.append(

@@ -572,6 +572,7 @@ CONC_CLIENTS = [
     "engine_clients:VLLMClient.achat_stream:aiohttp",
     "langchain:ChatVLLM:async",
     "langchain:ChatVLLM:async:aiohttp",
+    "langchain:ChatVLLM:abatch:aiohttp",
     "floor:langchain-core:aiohttp.astream",
     "llamaindex:VLLM:async",
     "peer:openai:async",

@@ -61,6 +61,24 @@ def lc_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[st
     return one
 
 
+def lc_abatch_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """``ChatVLLM.abatch`` of N prompts (``streaming=True``: each ``ainvoke`` reads the paced stream, and
+    ``abatch`` gathers them with ``max_concurrency=N``). The concurrency worker calls ``one.batch(N)``
+    instead of gathering N streams itself; there is no first token to time."""
+    import langchain_selfhosted as lc
+
+    model = _construct(lc.ChatVLLM, base, {**opts, "http_backend": "aiohttp"}, "vllm")
+    model.http_backend, model.streaming = "aiohttp", True
+    one = lc_astream(model)
+
+    async def batch(k: int) -> list[str]:
+        messages = await model.abatch([PROMPT] * k, config={"max_concurrency": k})
+        return [str(m.content) for m in messages]
+
+    one.batch = batch  # type: ignore[attr-defined]
+    return one
+
+
 def _aiohttp_texts(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
     """The raw aiohttp loop: one session (made inside the running loop), SSE split by hand, json.loads."""
     import aiohttp
@@ -254,6 +272,16 @@ TRANSPORT_SPECS = [
         twin="raw:aiohttp+json:async",
         needs=_LC,  # (missing_needs checks the class on each module it lists)
         label="langchain:ChatVLLM.astream, http_backend=aiohttp",
+    ),
+    Spec(
+        "langchain:ChatVLLM:abatch:aiohttp",
+        "ours",
+        "async",
+        lc_abatch_aiohttp,
+        twin="raw:aiohttp+json:async",
+        needs=_LC,
+        scenario="concurrency",
+        label="langchain:ChatVLLM.abatch (streaming=True), http_backend=aiohttp",
     ),
     Spec(
         "floor:langchain-core:aiohttp.astream",

@@ -233,9 +233,22 @@ async def _level(client: str, lv: dict[str, Any]) -> dict[str, Any]:
             ttfts.append(first)
         counts.append(n)
 
+    async def batch(run: Any) -> None:  # one call for all k (LangChain's abatch): no first token to time
+        from bench.firehose import token_text
+
+        whole = "".join(token_text(i) for i in range(tokens))
+        try:
+            texts = await run(k)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        errors.extend(f"short answer: {len(t)} of {len(whole)} characters" for t in texts if t != whole)
+        counts.extend(tokens if t == whole else 0 for t in texts)
+
     sampler = asyncio.ensure_future(sample_rss())
     c0, t0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(stream() for _ in range(k)))
+    run = getattr(one, "batch", None)
+    await (batch(run) if run is not None else asyncio.gather(*(stream() for _ in range(k))))
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     sampler.cancel()
