@@ -221,7 +221,7 @@ def sharding_section(limit: float = 1.10) -> str:
     for name, per in detail["results"].items():
         fit = [int(k) for k, lv in per.items() if int(k) and lv["wall_over_ideal"] <= limit]
         keep.append(f"`{name}` {max(fit):,}" if fit else f"`{name}` none of the levels run")
-    delays = sorted({lv["delay_ms"] for per in detail["results"].values() for lv in per.values()})
+    delays = sorted({lv["delay_ms"] for per in detail["results"].values() for k, lv in per.items() if int(k)})
     return (
         f"\n### Streams per process within {limit:.2f}x ideal\n\n"
         f"The same scenario with a fixed per-token delay ({', '.join(f'{d:g}' for d in delays)} ms, as at "
