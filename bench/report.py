@@ -206,15 +206,44 @@ def concurrency_table(detail: dict[str, Any]) -> str:
     )
 
 
-SHARDING = ROOT / "bench" / "results" / "concurrency-sharding.json"
+def _tagged(tag: str) -> dict[str, Any] | None:
+    """The concurrency run written with ``--tag TAG`` (``bench/results/concurrency-TAG.json``), if any."""
+    try:
+        data: dict[str, Any] = json.loads(
+            (ROOT / "bench" / "results" / f"concurrency-{tag}.json").read_text()
+        )
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _when(data: dict[str, Any]) -> str:
+    meta = data["meta"]
+    return f"{meta.get('started', '?')}, load average {meta.get('machine_before', {}).get('loadavg')}"
+
+
+def candidates_section() -> str:
+    """Issue 22's transport candidates side by side in one run (``--tag candidates``): the raw loop of each
+    HTTP library under the same streams, and the engine client on the default and the aiohttp path."""
+    data = _tagged("candidates")
+    if data is None:
+        return ""
+    return (
+        "\n### The transport candidates in one run\n\n"
+        "The raw loop of each candidate under the same streams (httpx + httpx-sse; httpx2, Pydantic's fork "
+        "with httpcore's pool fixes; aiohttp through its own client; no HTTP library at all), next to the "
+        'engine client on its default path and on `http_backend="aiohttp"` '
+        f"({_when(data)}). httpx2 raises its own exceptions, not httpx's, so the engine client cannot take "
+        "an httpx2 client as it takes an httpx one; its raw loop is what that candidate could reach at best."
+        "\n\n" + concurrency_table(data["detail"]) + "\n"
+    )
 
 
 def sharding_section(limit: float = 1.10) -> str:
     """Streams per process that keep each client within ``limit`` x ideal, from a concurrency run at a fixed
     per-token delay (``--conc-delay-ms 78.1 --tag sharding``): the guide for sharding across processes."""
-    try:
-        data = json.loads(SHARDING.read_text())
-    except (OSError, ValueError):
+    data = _tagged("sharding")
+    if data is None:
         return ""
     detail = data["detail"]
     keep = []
@@ -226,8 +255,7 @@ def sharding_section(limit: float = 1.10) -> str:
         f"\n### Streams per process within {limit:.2f}x ideal\n\n"
         f"The same scenario with a fixed per-token delay ({', '.join(f'{d:g}' for d in delays)} ms, as at "
         "1,000 streams above), so that fewer streams also offer less load, as when a fleet is split across "
-        f"processes ({data['meta'].get('started', '?')}, load average "
-        f"{data['meta'].get('machine_before', {}).get('loadavg')}). Largest level within {limit:.2f}x: "
+        f"processes ({_when(data)}). Largest level within {limit:.2f}x: "
         + "; ".join(keep)
         + ". Beyond that, run more processes (one event loop each) and split the streams between them.\n\n"
         + concurrency_table(detail)
@@ -893,6 +921,7 @@ def write_docs(results: dict[str, dict[str, Any]], ts: list[dict[str, Any]], bas
             parts.append(
                 "\nErrors: " + "; ".join(f"`{k}`: {v[:200]}" for k, v in conc["errors"].items()) + "\n"
             )
+        parts.append(candidates_section())
         parts.append(sharding_section())
     e2e = results.get("e2e_llamacpp", {}).get("detail")
     if e2e and "skipped" not in e2e:

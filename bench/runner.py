@@ -567,6 +567,7 @@ def _think_share() -> int:
 CONC_CLIENTS = [
     "raw:asyncio-protocol:async",
     "raw:aiohttp+json:async",
+    "raw:httpx2+json:async",
     "raw:httpx-sse+json:async",
     "engine_clients:VLLMClient.achat_stream",
     "engine_clients:VLLMClient.achat_stream:aiohttp",

@@ -108,6 +108,38 @@ def _aiohttp_texts(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterato
     return one
 
 
+def raw_httpx2(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """The raw loop on httpx2 (Pydantic's httpx fork with httpcore's pool fixes, issue 22's second candidate):
+    its own client and pool, no limits, SSE split by hand. Its exceptions are not httpx's, so the engine
+    client cannot take an httpx2 client as its own; this row is the candidate's ceiling."""
+    import httpx2  # type: ignore[import-not-found]
+
+    client = httpx2.AsyncClient(
+        timeout=httpx2.Timeout(600.0),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=None),
+    )
+    path, body = _raw_body("chat", opts)
+    url = base + path
+
+    async def one() -> AsyncIterator[str]:  # the same loop as the raw aiohttp one, for a like comparison
+        async with client.stream("POST", url, json=body) as resp:
+            buf = b""
+            async for chunk in resp.aiter_raw():
+                buf += chunk
+                while b"\n\n" in buf:
+                    event, buf = buf.split(b"\n\n", 1)
+                    for line in event.split(b"\n"):
+                        if line.startswith(b"data:"):
+                            data = line[5:].strip()
+                            if data == b"[DONE]":
+                                return
+                            text = _content(data)
+                            if text:
+                                yield text
+
+    return one
+
+
 def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
     return _aiohttp_texts(base, opts)
 
@@ -272,6 +304,14 @@ TRANSPORT_SPECS = [
         twin="raw:aiohttp+json:async",
         needs=_LC,  # (missing_needs checks the class on each module it lists)
         label="langchain:ChatVLLM.astream, http_backend=aiohttp",
+    ),
+    Spec(
+        "raw:httpx2+json:async",
+        "raw",
+        "async",
+        raw_httpx2,
+        needs=("httpx2",),
+        label="raw httpx2 (httpx fork) loop, SSE split by hand (async)",
     ),
     Spec(
         "langchain:ChatVLLM:abatch:aiohttp",
