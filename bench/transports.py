@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,20 +80,18 @@ def lc_abatch_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIter
     return one
 
 
-def _aiohttp_texts(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-    """The raw aiohttp loop: one session (made inside the running loop), SSE split by hand, json.loads."""
-    import aiohttp
+Body = Callable[[], AbstractAsyncContextManager[AsyncIterator[bytes]]]
 
-    path, body = _raw_body("chat", opts)
-    url = base + path
-    session: list[aiohttp.ClientSession] = []
+
+def _raw_sse_loop(open_body: Body) -> Callable[[], AsyncIterator[str]]:
+    """The raw loops' one stream: ``open_body()`` sends the request and gives the body's byte chunks; SSE is
+    split by hand and each event's JSON read with json.loads. The same loop for every HTTP library, so that
+    their rows differ only in the library."""
 
     async def one() -> AsyncIterator[str]:
-        if not session:
-            session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
-        async with session[0].post(url, json=body) as resp:
+        async with open_body() as chunks:
             buf = b""
-            async for chunk in resp.content.iter_any():
+            async for chunk in chunks:
                 buf += chunk
                 while b"\n\n" in buf:
                     event, buf = buf.split(b"\n\n", 1)
@@ -108,10 +107,28 @@ def _aiohttp_texts(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterato
     return one
 
 
+def _aiohttp_texts(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
+    """The raw aiohttp loop: one session (made inside the running loop)."""
+    import aiohttp
+
+    path, body = _raw_body("chat", opts)
+    url = base + path
+    session: list[aiohttp.ClientSession] = []
+
+    @asynccontextmanager
+    async def open_body() -> AsyncIterator[AsyncIterator[bytes]]:
+        if not session:
+            session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+        async with session[0].post(url, json=body) as resp:
+            yield resp.content.iter_any()
+
+    return _raw_sse_loop(open_body)
+
+
 def raw_httpx2(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
     """The raw loop on httpx2 (Pydantic's httpx fork with httpcore's pool fixes, issue 22's second candidate):
-    its own client and pool, no limits, SSE split by hand. Its exceptions are not httpx's, so the engine
-    client cannot take an httpx2 client as its own; this row is the candidate's ceiling."""
+    its own client and pool, no limits. Its exceptions are not httpx's, so the engine client cannot take an
+    httpx2 client as its own; this row is the candidate's ceiling."""
     import httpx2  # type: ignore[import-not-found]
 
     client = httpx2.AsyncClient(
@@ -121,23 +138,12 @@ def raw_httpx2(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[st
     path, body = _raw_body("chat", opts)
     url = base + path
 
-    async def one() -> AsyncIterator[str]:  # the same loop as the raw aiohttp one, for a like comparison
+    @asynccontextmanager
+    async def open_body() -> AsyncIterator[AsyncIterator[bytes]]:
         async with client.stream("POST", url, json=body) as resp:
-            buf = b""
-            async for chunk in resp.aiter_raw():
-                buf += chunk
-                while b"\n\n" in buf:
-                    event, buf = buf.split(b"\n\n", 1)
-                    for line in event.split(b"\n"):
-                        if line.startswith(b"data:"):
-                            data = line[5:].strip()
-                            if data == b"[DONE]":
-                                return
-                            text = _content(data)
-                            if text:
-                                yield text
+            yield resp.aiter_raw()
 
-    return one
+    return _raw_sse_loop(open_body)
 
 
 def raw_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
