@@ -73,9 +73,10 @@ def caller_outcome(exc: BaseException) -> bool | None:
 class Breaker:
     """One replica's breaker state (not thread-safe: the pool holds its lock around every call)."""
 
-    __slots__ = ("ejected", "failures_in_row", "opened_at", "probing", "state")
+    __slots__ = ("ejected", "failures_in_row", "opened_at", "probing", "state", "threshold")
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold  # faults in a row that open it
         self.state: BreakerState = "closed"
         self.failures_in_row = 0
         self.opened_at = 0.0
@@ -102,7 +103,7 @@ class Breaker:
             self.state = "half_open"
             self.probing = True
 
-    def record(self, result: Outcome, now: float, threshold: int) -> None:
+    def record(self, result: Outcome, now: float) -> None:
         """An attempt ended with ``result``."""
         if result in ("ok", "answered"):  # it answered: the best health check there is
             self.failures_in_row = 0
@@ -111,7 +112,7 @@ class Breaker:
             self.probing = False
         elif result == "fault":
             self.failures_in_row += 1
-            if self.state == "half_open" or self.failures_in_row >= threshold:
+            if self.state == "half_open" or self.failures_in_row >= self.threshold:
                 self.state = "open"
                 self.opened_at = now
             self.probing = False

@@ -76,34 +76,30 @@ class PoolCore:
         if engine is not None:
             client_class(engine)  # validate early
         self.engine_name = engine
-        self.max_concurrency = max_concurrency
-        self.max_queue = max_queue
-        self.queue_timeout = queue_timeout
-        self.failure_threshold = failure_threshold
-        self.cooldown = cooldown
-        self.max_attempts = max_attempts
-        self.health_interval = health_interval
-        self.session_slots = session_slots
-        self.max_sessions = max_sessions
-        self.probe_timeout = probe_timeout
-        self._client_kwargs = client_kwargs
         self._replicas: list[Replica] = []
         for i, rep in enumerate(replicas):
             if isinstance(rep, BaseClient):
-                self._replicas.append(Replica(i, rep.base_url, rep, False, stats_window))
+                self._replicas.append(Replica(i, rep.base_url, rep, False, stats_window, failure_threshold))
             elif isinstance(rep, str):
                 url = rep.strip().rstrip("/")
                 client = client_class(engine)(url, **client_kwargs) if engine is not None else None
-                self._replicas.append(Replica(i, url, client, True, stats_window))
+                self._replicas.append(Replica(i, url, client, True, stats_window, failure_threshold))
             else:
                 raise InvalidRequestError(f"a replica must be a URL or a client, not {type(rep).__name__}")
+        # replicas given as URLs with no engine: how _client/_aclient connect them on first use
+        self._connect_kwargs = {"probe_timeout": probe_timeout, **client_kwargs}
+        self._router = Router(cooldown=cooldown, max_concurrency=max_concurrency, max_sessions=max_sessions)
+        self._health_loop = HealthLoop(self.check_health, health_interval)
+        self._counters = PoolCounters(stats_window)
+        # the wait for a free slot (_acquire, _aacquire)
+        self.max_queue = max_queue
+        self.queue_timeout = queue_timeout
+        self._waiting = 0  # requests queued for a free slot
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._waiting = 0  # requests queued for a free slot
-        self._router = Router()
-        self._counters = PoolCounters(stats_window)
-        self._health_loop = HealthLoop(self.check_health)
+        self.max_attempts = max_attempts
+        self.session_slots = session_slots
 
     @classmethod
     def from_env(cls, engine: str, **kwargs: Any) -> Self:
@@ -146,15 +142,7 @@ class PoolCore:
 
     # -- routing and queueing (see _pool_routing; the breaker in _pool_breaker) --
     def _pick(self, exclude: set[int], session_id: str | None) -> Replica | None:  # under the lock
-        return self._router.pick(
-            self._replicas,
-            exclude,
-            session_id,
-            now=time.monotonic(),
-            cooldown=self.cooldown,
-            max_concurrency=self.max_concurrency,
-            max_sessions=self.max_sessions,
-        )
+        return self._router.pick(self._replicas, exclude, session_id, time.monotonic())
 
     def _release(
         self,
@@ -169,7 +157,7 @@ class PoolCore:
         with self._lock:
             r.in_flight -= 1
             r.stats.record(result, now - t0, usage, ttft)
-            r.breaker.record(result, now, self.failure_threshold)
+            r.breaker.record(result, now)
             self._notify()
 
     def _notify(self) -> None:
@@ -183,8 +171,7 @@ class PoolCore:
     def _begin(self) -> float:
         with self._lock:
             self._counters.begin()
-        if self.health_interval is not None and self._health_loop.thread is None:
-            self._health_loop.start(self.health_interval)
+        self._health_loop.start()
         return time.monotonic()
 
     def _end(self, ok: bool | None, start: float, ttft: float | None = None, failovers: int = 0) -> None:
@@ -256,7 +243,7 @@ class PoolCore:
     def _full(self) -> PoolExhaustedError:  # under the lock
         self._counters.rejected += 1
         return PoolExhaustedError(
-            f"all replicas are at their limit of {self.max_concurrency} requests and "
+            f"all replicas are at their limit of {self._router.max_concurrency} requests and "
             f"{self._waiting} requests already wait (max_queue={self.max_queue})",
             engine=self.engine_name,
         )

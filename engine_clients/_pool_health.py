@@ -44,10 +44,12 @@ def overall(statuses: Sequence[HealthStatus]) -> HealthStatus:
 
 
 class HealthLoop:
-    """Runs ``check`` every ``interval`` seconds in a daemon thread, started on first use, until stopped."""
+    """Runs ``check`` every ``interval`` seconds in a daemon thread, started on first use, until stopped
+    (never, when ``interval`` is None)."""
 
-    def __init__(self, check: Callable[[], object]) -> None:
+    def __init__(self, check: Callable[[], object], interval: float | None) -> None:
         self._check = check
+        self._interval = interval
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -58,7 +60,11 @@ class HealthLoop:
         """The thread, once started (it ends soon after :meth:`stop`)."""
         return self._thread
 
-    def start(self, interval: float) -> None:
+    def start(self) -> None:
+        """Start the loop unless it runs, was stopped, or has no interval."""
+        interval = self._interval
+        if interval is None or self._thread is not None:
+            return
         with self._lock:
             if self._thread is not None or self._stopped:
                 return

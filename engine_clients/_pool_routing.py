@@ -32,12 +32,14 @@ __all__ = ["NoReplica", "Replica", "Router", "session_slot"]
 class Replica:
     """One replica: its URL and client (None until detected), breaker, load and counters."""
 
-    def __init__(self, index: int, url: str, client: BaseClient | None, owned: bool, window: int) -> None:
+    def __init__(
+        self, index: int, url: str, client: BaseClient | None, owned: bool, window: int, threshold: int
+    ) -> None:
         self.index = index
         self.url = url
         self.client = client
         self.owned = owned  # the pool built the client, and closes it
-        self.breaker = Breaker()
+        self.breaker = Breaker(threshold)
         self.health: HealthStatus | None = None  # the last health check's answer
         self.in_flight = 0
         self.stats = ReplicaCounters(window)
@@ -69,23 +71,19 @@ def session_slot(session_id: str, slots: int | None) -> int:
 class Router:
     """Least in-flight routing with session affinity; holds the round-robin cursor and the session map."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cooldown: float, max_concurrency: int | None, max_sessions: int) -> None:
+        self.cooldown = cooldown
+        self.max_concurrency = max_concurrency
+        self.max_sessions = max_sessions
         self.rr = 0
         self.sessions: OrderedDict[str, int] = OrderedDict()
 
     def pick(
-        self,
-        replicas: Sequence[Replica],
-        exclude: set[int],
-        session_id: str | None,
-        *,
-        now: float,
-        cooldown: float,
-        max_concurrency: int | None,
-        max_sessions: int,
+        self, replicas: Sequence[Replica], exclude: set[int], session_id: str | None, now: float
     ) -> Replica | None:
         """The replica for the next attempt (its slot taken), None when all usable ones are full;
         raises NoReplica when none is usable at all."""
+        cooldown, max_concurrency = self.cooldown, self.max_concurrency
 
         def room(r: Replica) -> bool:
             return max_concurrency is None or r.in_flight < max_concurrency
@@ -132,6 +130,6 @@ class Router:
         if remap and session_id is not None:
             self.sessions[session_id] = chosen.index
             self.sessions.move_to_end(session_id)
-            while len(self.sessions) > max_sessions:
+            while len(self.sessions) > self.max_sessions:
                 self.sessions.popitem(last=False)
         return chosen

@@ -46,9 +46,7 @@ class AsyncPoolAPI(PoolCore):
     async def _aclient(self, r: Replica) -> BaseClient:
         client = r.client
         if client is None:
-            client = self._adopt(
-                r, await aconnect(r.url, probe_timeout=self.probe_timeout, **self._client_kwargs)
-            )
+            client = self._adopt(r, await aconnect(r.url, **self._connect_kwargs))
         self._count_retries(r, client.async_transport)
         return client
 

@@ -47,9 +47,7 @@ class SyncPoolAPI(PoolCore):
     def _client(self, r: Replica) -> BaseClient:
         client = r.client
         if client is None:
-            client = self._adopt(
-                r, connect(r.url, probe_timeout=self.probe_timeout, **self._client_kwargs)
-            )
+            client = self._adopt(r, connect(r.url, **self._connect_kwargs))
         self._count_retries(r, client.sync_transport)
         return client
 

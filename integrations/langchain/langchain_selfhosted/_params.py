@@ -12,22 +12,24 @@ from ._base import SAMPLING
 __all__ = ["LlamaCppParams", "SGLangParams", "VLLMParams"]
 
 
-class VLLMParams(BaseModel):
+class _SharedParams(BaseModel):
+    """The sampling extras that vLLM, llama.cpp and SGLang all read."""
+
     top_k: Annotated[int | None, SAMPLING] = None
     min_p: Annotated[float | None, SAMPLING] = None
     repetition_penalty: Annotated[float | None, SAMPLING] = None
+    """Sent as llama.cpp's ``repeat_penalty``."""
+
+
+class VLLMParams(_SharedParams):
     min_tokens: Annotated[int | None, SAMPLING] = None
     ignore_eos: Annotated[bool | None, SAMPLING] = None
     structured_outputs: Annotated[dict[str, Any] | None, SAMPLING] = None
     """vLLM's ``structured_outputs`` object, e.g. ``{"regex": ...}`` or ``{"choice": [...]}``."""
 
 
-class LlamaCppParams(BaseModel):
-    top_k: Annotated[int | None, SAMPLING] = None
-    min_p: Annotated[float | None, SAMPLING] = None
+class LlamaCppParams(_SharedParams):
     typical_p: Annotated[float | None, SAMPLING] = None
-    repetition_penalty: Annotated[float | None, SAMPLING] = None
-    """Sent as llama.cpp's ``repeat_penalty``."""
     n_probs: Annotated[int | None, SAMPLING] = None
     cache_prompt: Annotated[bool | None, SAMPLING] = None
     id_slot: Annotated[int | None, SAMPLING] = None
@@ -37,15 +39,12 @@ class LlamaCppParams(BaseModel):
     """A JSON schema constraining every answer."""
 
 
-class SGLangParams(BaseModel):
+class SGLangParams(_SharedParams):
     """The sampling extras SGLang reads on both its chat route (``ChatCompletionRequest``) and ``/generate``
     (``SamplingParams``). Output constraints go per call: ``response_format=Regex(...)`` / ``Grammar(...)``
     (``engine_clients``) become SGLang's ``regex`` / ``ebnf``, a JSON schema its ``response_format`` (chat)
     or ``json_schema`` (``/generate``)."""
 
-    top_k: Annotated[int | None, SAMPLING] = None
-    min_p: Annotated[float | None, SAMPLING] = None
-    repetition_penalty: Annotated[float | None, SAMPLING] = None
     min_tokens: Annotated[int | None, SAMPLING] = None
     ignore_eos: Annotated[bool | None, SAMPLING] = None
     stop_token_ids: Annotated[list[int] | None, SAMPLING] = None

@@ -37,13 +37,9 @@ class TGI(EngineLLM):
     )
 
 
-class VLLM(EngineLLM):
-    """vLLM's OpenAI-compatible server as a LlamaIndex LLM (``VLLM_BASE_URL``, ``VLLM_API_KEY``).
+class _SharedSampling(EngineLLM):
+    """The sampling extras that vLLM, llama.cpp and SGLang all read, on both routes."""
 
-    Tool calling needs the server started with ``--enable-auto-tool-choice --tool-call-parser ...``.
-    """
-
-    client_class: ClassVar[type[BaseClient]] = VLLMClient
     chat_params: ClassVar[tuple[str, ...]] = (*COMMON_PARAMS, "top_k", "min_p", "repetition_penalty")
     text_params: ClassVar[tuple[str, ...]] = chat_params
 
@@ -52,7 +48,16 @@ class VLLM(EngineLLM):
     repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
 
 
-class LlamaCpp(EngineLLM):
+class VLLM(_SharedSampling):
+    """vLLM's OpenAI-compatible server as a LlamaIndex LLM (``VLLM_BASE_URL``, ``VLLM_API_KEY``).
+
+    Tool calling needs the server started with ``--enable-auto-tool-choice --tool-call-parser ...``.
+    """
+
+    client_class: ClassVar[type[BaseClient]] = VLLMClient
+
+
+class LlamaCpp(_SharedSampling):
     """llama.cpp's llama-server as a LlamaIndex LLM (``LLAMACPP_BASE_URL``, ``LLAMACPP_API_KEY``).
 
     Tool calling needs the server started with ``--jinja``. ``context_window`` is the per-slot context
@@ -60,22 +65,13 @@ class LlamaCpp(EngineLLM):
     """
 
     client_class: ClassVar[type[BaseClient]] = LlamaCppClient
-    chat_params: ClassVar[tuple[str, ...]] = (
-        *COMMON_PARAMS,
-        "top_k",
-        "min_p",
-        "typical_p",
-        "repetition_penalty",
-    )
+    chat_params: ClassVar[tuple[str, ...]] = (*_SharedSampling.chat_params, "typical_p")
     text_params: ClassVar[tuple[str, ...]] = chat_params
 
-    top_k: int | None = Field(default=None, description="Top-k sampling.")
-    min_p: float | None = Field(default=None, description="Min-p sampling.")
     typical_p: float | None = Field(default=None, description="Locally typical sampling mass.")
-    repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
 
 
-class SGLang(EngineLLM):
+class SGLang(_SharedSampling):
     """SGLang's server (``python -m sglang.launch_server``) as a LlamaIndex LLM (``SGLANG_BASE_URL``,
     ``SGLANG_API_KEY``; no ``/v1`` in the URL).
 
@@ -86,16 +82,7 @@ class SGLang(EngineLLM):
     """
 
     client_class: ClassVar[type[BaseClient]] = SGLangClient
-    chat_params: ClassVar[tuple[str, ...]] = (
-        *COMMON_PARAMS,
-        "top_k",
-        "min_p",
-        "repetition_penalty",
-        "min_tokens",
-    )
+    chat_params: ClassVar[tuple[str, ...]] = (*_SharedSampling.chat_params, "min_tokens")
     text_params: ClassVar[tuple[str, ...]] = chat_params
 
-    top_k: int | None = Field(default=None, description="Top-k sampling.")
-    min_p: float | None = Field(default=None, description="Min-p sampling.")
-    repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
     min_tokens: int | None = Field(default=None, description="Least number of tokens to generate.")
