@@ -108,15 +108,25 @@ def _float(v: Any) -> float | None:
 
 def parse_openai_logprobs(obj: Any) -> list[TokenLogprob]:
     """Chat logprobs ``{"content": [{"token", "logprob", "top_logprobs": [...]}]}``."""
-    items = obj.get("content") if isinstance(obj, Mapping) else None
-    out: list[TokenLogprob] = []
-    for it in items if isinstance(items, list) else ():
-        if not isinstance(it, Mapping):
-            continue
-        out.append(
-            TokenLogprob(str(it.get("token", "")), _float(it.get("logprob")), top_logprobs=top_list(it))
-        )
-    return out
+    return logprob_list(obj.get("content") if isinstance(obj, Mapping) else None) or []
+
+
+def logprob_list(items: Any, text: str = "token") -> list[TokenLogprob] | None:
+    """A list of token items (OpenAI's and llama.cpp's name the token ``token``, TGI's ``text``); None when
+    ``items`` is not a list."""
+    if not isinstance(items, list):
+        return None
+    return [token_logprob(it, text) for it in items if isinstance(it, Mapping)]
+
+
+def token_logprob(item: Mapping[str, Any], text: str = "token") -> TokenLogprob:
+    tid = item.get("id")
+    return TokenLogprob(
+        str(item.get(text, "")),
+        _float(item.get("logprob")),
+        tid if isinstance(tid, int) else None,
+        top_list(item, text=text),
+    )
 
 
 def top_list(item: Mapping[str, Any], key: str = "top_logprobs", text: str = "token") -> list[TopLogprob]:

@@ -25,12 +25,20 @@ from ..types import (
     StreamEvent,
     Timings,
     TokenInfo,
-    TokenLogprob,
     Tool,
-    TopLogprob,
     Usage,
 )
-from .base import SHAPE_ERRORS, HttpRequest, StreamDecoder, _float, _int, first_int, loads, same_name
+from .base import (
+    SHAPE_ERRORS,
+    HttpRequest,
+    StreamDecoder,
+    _float,
+    _int,
+    first_int,
+    loads,
+    logprob_list,
+    same_name,
+)
 from .embeddings import EmbeddingCodec
 from .fixes import FIXES
 from .llamacpp_models import LlamaCppModelsCodec
@@ -173,7 +181,7 @@ class LlamaCppDialect(LlamaCppModelsCodec, EmbeddingCodec):
             raw_finish_reason=raw if isinstance(raw, str) else None,
             usage=Usage(prompt, completion, prompt + completion, cached_prompt_tokens=_cache_n(body)),
             model=body.get("model") or self.model,
-            logprobs=parse_probs(body.get("completion_probabilities")),
+            logprobs=logprob_list(body.get("completion_probabilities")),
             engine=self.engine,
         )
 
@@ -300,30 +308,6 @@ def llamacpp_timings(raw: Mapping[str, Any]) -> Timings:
     return t
 
 
-def parse_probs(obj: Any) -> list[TokenLogprob] | None:
-    if not isinstance(obj, list):
-        return None
-    out = []
-    for it in obj:
-        if not isinstance(it, Mapping):
-            continue
-        tops = [
-            TopLogprob(str(t.get("token", "")), _float(t.get("logprob")))
-            for t in it.get("top_logprobs") or ()
-            if isinstance(t, Mapping)
-        ]
-        tid = it.get("id")
-        out.append(
-            TokenLogprob(
-                str(it.get("token", "")),
-                _float(it.get("logprob")),
-                tid if isinstance(tid, int) else None,
-                tops,
-            )
-        )
-    return out
-
-
 class NativeCompletionStreamDecoder(StreamDecoder):
     """``/completion`` streams: partial objects with ``"stop": false``, a final one with ``"stop": true``."""
 
@@ -343,7 +327,7 @@ class NativeCompletionStreamDecoder(StreamDecoder):
                 self.start(out, obj.get("model"))
             text = obj.get("content")
             if text and isinstance(text, str):
-                probs = parse_probs(obj.get("completion_probabilities"))
+                probs = logprob_list(obj.get("completion_probabilities"))
                 if probs and len(probs) == 1:
                     self.token(out, text, probs[0].id, probs[0].logprob, probs[0].top_logprobs)
                 else:

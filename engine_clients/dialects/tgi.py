@@ -32,9 +32,7 @@ from ..types import (
     StreamEvent,
     Timings,
     TokenInfo,
-    TokenLogprob,
     Tool,
-    TopLogprob,
     Usage,
 )
 from .base import (
@@ -45,8 +43,10 @@ from .base import (
     _int,
     first_int,
     loads,
+    logprob_list,
     normalize_finish,
     same_name,
+    top_list,
 )
 from .fixes import FIXES
 from .openai_compat import COMMON_CHAT_PARAMS, ChatStreamDecoder, OpenAICompatDialect, _maybe_json
@@ -216,7 +216,7 @@ class TGIDialect(OpenAICompatDialect):
             raw_finish_reason=raw,
             usage=Usage(prompt, completion, prompt + completion) if details else None,
             model=self.model,
-            logprobs=[_tgi_token(t) for t in tokens if isinstance(t, Mapping)] or None,
+            logprobs=logprob_list(tokens, "text") or None,
             engine=self.engine,
         )
 
@@ -319,13 +319,6 @@ def _number(value: str | None) -> float | int | None:
     return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
-def _tgi_token(t: Mapping[str, Any]) -> TokenLogprob:
-    tid = t.get("id")
-    return TokenLogprob(
-        str(t.get("text", "")), _float(t.get("logprob")), tid if isinstance(tid, int) else None
-    )
-
-
 class TGIChatStreamDecoder(ChatStreamDecoder):
     """TGI tool streams never carry a finish_reason; ``[DONE]`` (or the call closing) completes them."""
 
@@ -356,16 +349,7 @@ class GenerateStreamDecoder(StreamDecoder):
                 text = tok.get("text")
                 if isinstance(text, str) and text:
                     tid = tok.get("id")
-                    tops = obj.get("top_tokens")
-                    top = (
-                        [
-                            TopLogprob(str(t.get("text", "")), _float(t.get("logprob")))
-                            for t in tops
-                            if isinstance(t, Mapping)
-                        ]
-                        if isinstance(tops, list)
-                        else None
-                    )
+                    top = top_list(obj, "top_tokens", "text")
                     self.token(
                         out, text, tid if isinstance(tid, int) else None, _float(tok.get("logprob")), top
                     )

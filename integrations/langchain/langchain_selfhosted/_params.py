@@ -31,8 +31,11 @@ class VLLMParams(_SharedParams):
 class LlamaCppParams(_SharedParams):
     typical_p: Annotated[float | None, SAMPLING] = None
     n_probs: Annotated[int | None, SAMPLING] = None
+    """Return the probabilities of the top ``n_probs`` tokens at each generated token."""
     cache_prompt: Annotated[bool | None, SAMPLING] = None
+    """Reuse the KV cache of the prompt prefix a slot already holds (llama-server's default: on)."""
     id_slot: Annotated[int | None, SAMPLING] = None
+    """The server slot to run in, and whose prompt cache to use (-1: any idle slot)."""
     grammar: Annotated[str | None, SAMPLING] = None
     """A GBNF grammar constraining every answer."""
     json_schema: Annotated[dict[str, Any] | None, SAMPLING] = None
