@@ -15,7 +15,13 @@ from typing import Any
 
 from bench import report
 from bench.clients import BY_NAME
-from bench.runner import Ctx, Row, available, median, row, run_worker, say
+from bench.runner import Ctx
+from bench.runner import Row
+from bench.runner import available
+from bench.runner import median
+from bench.runner import row
+from bench.runner import run_worker
+from bench.runner import say
 
 __all__ = ["wrapper_bound"]
 

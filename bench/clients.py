@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 MODEL = "bench-model"
@@ -258,7 +261,8 @@ def ec_sync_all(dialect: str):
     """``chat_stream`` yielding both :class:`Reasoning` and :class:`Token` texts."""
 
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], Iterator[str]]:
-        from engine_clients import Reasoning, Token
+        from engine_clients import Reasoning
+        from engine_clients import Token
 
         client = _ec_client(base, dialect)
         kw = {"max_tokens": opts.get("max_tokens", MAX_TOKENS)}
@@ -280,7 +284,8 @@ def ec_sync_all(dialect: str):
 
 def ec_async_all(dialect: str):
     def setup(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-        from engine_clients import Reasoning, Token
+        from engine_clients import Reasoning
+        from engine_clients import Token
 
         client = _ec_client(base, dialect)
         kw = {"max_tokens": opts.get("max_tokens", MAX_TOKENS)}
@@ -538,7 +543,8 @@ def chat_openai_async(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIter
 
 
 def _chat_hf(base: str, opts: dict[str, Any]) -> Any:
-    from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+    from langchain_huggingface import ChatHuggingFace
+    from langchain_huggingface import HuggingFaceEndpoint
 
     llm = HuggingFaceEndpoint(  # type: ignore[call-arg]
         endpoint_url=base,
@@ -660,8 +666,11 @@ def _lc_noop(base: str, source: Callable[[], AsyncIterator[str]] | None = None) 
     """A no-op ``BaseChatModel`` whose ``_stream``/``_astream`` yield prebuilt-text chunks; with ``source``
     (an async text stream, e.g. the raw aiohttp loop), ``_astream`` yields its texts instead."""
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, AIMessageChunk
-    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+    from langchain_core.messages import AIMessage
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.outputs import ChatGeneration
+    from langchain_core.outputs import ChatGenerationChunk
+    from langchain_core.outputs import ChatResult
 
     texts = _floor_texts(base) if source is None else []
 
@@ -720,7 +729,9 @@ def lc_astream(model: Any) -> Callable[[], AsyncIterator[str]]:
 
 def _li_noop(base: str) -> Any:
     """A no-op ``CustomLLM`` streaming prebuilt text (``stream_chat``/``astream_chat`` go through it)."""
-    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms import CompletionResponse
+    from llama_index.core.llms import CustomLLM
+    from llama_index.core.llms import LLMMetadata
     from llama_index.core.llms.callbacks import llm_completion_callback
 
     texts = _floor_texts(base)

@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 
 from engine_clients import LlamaCppClient
-from engine_clients.testing import EMBED_WORDS, start_llama_embed_server
+from engine_clients.testing import EMBED_WORDS
+from engine_clients.testing import start_llama_embed_server
 
 N_TEXTS = 64
 BATCH = 32

@@ -39,9 +39,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -554,7 +557,9 @@ class LCClient:
 
 
 def lc_clients() -> list[LCClient]:
-    from langchain_selfhosted import ChatLlamaCpp, ChatTGI, ChatVLLM
+    from langchain_selfhosted import ChatLlamaCpp
+    from langchain_selfhosted import ChatTGI
+    from langchain_selfhosted import ChatVLLM
 
     def ours(cls: type) -> Callable[..., Any]:
         def make(
@@ -567,7 +572,8 @@ def lc_clients() -> list[LCClient]:
     def hf(
         base: str, api_key: str | None = None, minimal: bool = False, keyless: bool = False, **kw: Any
     ) -> Any:
-        from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+        from langchain_huggingface import ChatHuggingFace
+        from langchain_huggingface import HuggingFaceEndpoint
 
         llm = HuggingFaceEndpoint(endpoint_url=base, huggingfacehub_api_token=api_key, timeout=CLIENT_TIMEOUT)
         return ChatHuggingFace(llm=llm, **kw)

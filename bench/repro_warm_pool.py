@@ -55,7 +55,8 @@ async def burst_raw(base: str, warm: bool) -> tuple[float, list[float]]:
 
 
 async def burst_engine_client(base: str, warm: bool) -> tuple[float, list[float]]:
-    from engine_clients import Token, VLLMClient
+    from engine_clients import Token
+    from engine_clients import VLLMClient
 
     client = VLLMClient(base, model="m")
     if warm:

@@ -15,12 +15,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.clients import BY_NAME, SPECS, Spec
+from bench.clients import BY_NAME
+from bench.clients import SPECS
+from bench.clients import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -716,7 +719,9 @@ def e2e(ctx: Ctx, rounds: int) -> dict[str, Any]:
     remote engine) and llama-server's default threads, which on a 2-core machine share both cores with the
     client, so any client CPU is taken from generation (informative)."""
     try:
-        from engine_clients.testing import DEFAULT_MODEL_NAME, scripted_gguf, start_llama_server
+        from engine_clients.testing import DEFAULT_MODEL_NAME
+        from engine_clients.testing import scripted_gguf
+        from engine_clients.testing import start_llama_server
     except Exception as exc:
         return _skip("e2e_llamacpp", f"engine_clients.testing does not import: {exc}")
     specs = [BY_NAME[n] for n in E2E_CLIENTS if available(ctx, BY_NAME[n])]

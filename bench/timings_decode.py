@@ -28,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def variants(client: Any) -> dict[str, Callable[[], Iterator[Any]]]:
 
 
 def drain(it: Iterator[Any]) -> int:
-    from engine_clients import End, Token
+    from engine_clients import End
+    from engine_clients import Token
 
     n = 0
     for ev in it:

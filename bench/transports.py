@@ -8,23 +8,23 @@ Kept apart from ``bench/clients.py``; that module appends :data:`TRANSPORT_SPECS
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.clients import (
-    _LC,
-    MAX_TOKENS,
-    MESSAGES,
-    MODEL,
-    PROMPT,
-    Spec,
-    _construct,
-    _lc_noop,
-    _raw_body,
-    lc_astream,
-)
+from bench.clients import _LC
+from bench.clients import MAX_TOKENS
+from bench.clients import MESSAGES
+from bench.clients import MODEL
+from bench.clients import PROMPT
+from bench.clients import Spec
+from bench.clients import _construct
+from bench.clients import _lc_noop
+from bench.clients import _raw_body
+from bench.clients import lc_astream
 
 __all__ = ["TRANSPORT_SPECS"]
 
@@ -35,7 +35,8 @@ def _content(data: bytes | str) -> str | None:
 
 
 def ec_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-    from engine_clients import Token, VLLMClient
+    from engine_clients import Token
+    from engine_clients import VLLMClient
 
     client = VLLMClient(base, model=MODEL, timeout=600.0, http_backend="aiohttp")
     kw = {"max_tokens": opts.get("max_tokens", MAX_TOKENS)}
@@ -253,7 +254,8 @@ def raw_protocol(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[
 
 
 def openai_aiohttp(base: str, opts: dict[str, Any]) -> Callable[[], AsyncIterator[str]]:
-    from openai import AsyncOpenAI, DefaultAioHttpClient
+    from openai import AsyncOpenAI
+    from openai import DefaultAioHttpClient
 
     client = AsyncOpenAI(
         base_url=base + "/v1",

@@ -392,8 +392,11 @@ def codec(job: dict[str, Any]) -> dict[str, Any]:
     decoded K times through ``SSEDecoder`` and the dialect's chat stream decoder (what the transports run
     on each chunk). Meant to run under an instruction counter: the difference between K=2 and K=1 is one
     warm decode of the stream."""
-    from bench.firehose import _unchunk, split_dialect, stream_events
-    from engine_clients import Reasoning, Token
+    from bench.firehose import _unchunk
+    from bench.firehose import split_dialect
+    from bench.firehose import stream_events
+    from engine_clients import Reasoning
+    from engine_clients import Token
     from engine_clients._sse import SSEDecoder
     from engine_clients.dialects.llamacpp import LlamaCppDialect
     from engine_clients.dialects.tgi import TGIDialect

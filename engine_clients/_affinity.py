@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
-from typing import ClassVar, Literal
+from http.cookies import CookieError
+from http.cookies import SimpleCookie
+from typing import ClassVar
+from typing import Literal
 
 from .errors import InvalidRequestError
 

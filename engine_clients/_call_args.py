@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import Concatenate
+from typing import NamedTuple
+from typing import ParamSpec
+from typing import TypeVar
 
 from ._history_policy import HistoryPolicy
 from ._media import ImageInput
 from ._requests import ReasoningControls
-from .types import MessageInput, ResponseFormatInput, ToolChoice, ToolInput
+from .types import MessageInput
+from .types import ResponseFormatInput
+from .types import ToolChoice
+from .types import ToolInput
 
 __all__ = ["ChatCall", "GenerateCall", "chat_call", "generate_call", "takes"]
 

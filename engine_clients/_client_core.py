@@ -14,34 +14,45 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+from typing import TypedDict
 
 import httpx
 from typing_extensions import Self
 
 from . import _otel
-from ._affinity import OnHeaders, SessionAffinity, SessionRouting
-from ._call_args import ChatCall, GenerateCall
-from ._history_policy import ChatPlan, HistoryPolicy, check_policy
+from ._affinity import OnHeaders
+from ._affinity import SessionAffinity
+from ._affinity import SessionRouting
+from ._call_args import ChatCall
+from ._call_args import GenerateCall
+from ._history_policy import ChatPlan
+from ._history_policy import HistoryPolicy
+from ._history_policy import check_policy
 from ._http import http_backend as http_backend_of
 from ._media import DEFAULT_MAX_MEDIA_BYTES
 from ._request_core import RequestCore
-from ._requests import (
-    normalize_messages,
-)
-from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
+from ._requests import normalize_messages
+from ._sse import DEFAULT_MAX_EVENT_BYTES
+from ._sse import DEFAULT_MAX_STREAM_BYTES
 from ._timing import Measure
-from ._transport import AsyncTransport, SyncTransport, Timeouts, redact_url
+from ._transport import AsyncTransport
+from ._transport import SyncTransport
+from ._transport import Timeouts
+from ._transport import redact_url
 from .dialects import OpenAICompatDialect
-from .dialects.base import HttpRequest, StreamDecoder
+from .dialects.base import HttpRequest
+from .dialects.base import StreamDecoder
 from .dialects.history import TemplateRules
-from .dialects.reasoning import DEFAULT_THINK_TAGS, ThinkTags
+from .dialects.reasoning import DEFAULT_THINK_TAGS
+from .dialects.reasoning import ThinkTags
 from .errors import InvalidRequestError
-from .types import (
-    Completion,
-    HealthStatus,
-)
+from .types import Completion
+from .types import HealthStatus
 
 if TYPE_CHECKING:
     from pydantic import SecretStr

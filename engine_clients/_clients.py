@@ -16,7 +16,9 @@ from ._async.client import AsyncClientAPI
 from ._async.embeddings import AsyncEmbeddingsAPI
 from ._sync.client import SyncClientAPI
 from ._sync.embeddings import SyncEmbeddingsAPI
-from .dialects import LlamaCppDialect, TGIDialect, VLLMDialect
+from .dialects import LlamaCppDialect
+from .dialects import TGIDialect
+from .dialects import VLLMDialect
 from .dialects.sglang import SGLangDialect
 from .dialects.tei import TEIDialect
 

@@ -26,15 +26,24 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-from ._clients import BaseClient, LlamaCppClient, SGLangClient, TEIClient, TGIClient, VLLMClient
-from .errors import AuthenticationError, EngineError, EngineUnavailableError, InvalidRequestError
+from ._clients import BaseClient
+from ._clients import LlamaCppClient
+from ._clients import SGLangClient
+from ._clients import TEIClient
+from ._clients import TGIClient
+from ._clients import VLLMClient
+from .errors import AuthenticationError
+from .errors import EngineError
+from .errors import EngineUnavailableError
+from .errors import InvalidRequestError
 
 __all__ = [
     "ENGINES",

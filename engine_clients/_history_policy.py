@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+from typing import Literal
 
 from ._requests import ChatRequest
-from .dialects.base import HttpRequest, StreamDecoder
-from .dialects.history import TemplateRules, first_break, fit_history
-from .errors import ChatTemplateError, EngineError, InvalidRequestError
+from .dialects.base import HttpRequest
+from .dialects.base import StreamDecoder
+from .dialects.history import TemplateRules
+from .dialects.history import first_break
+from .dialects.history import fit_history
+from .errors import ChatTemplateError
+from .errors import EngineError
+from .errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from .dialects.openai_compat import OpenAICompatDialect

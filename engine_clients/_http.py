@@ -11,29 +11,33 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
-from .dialects.base import HttpRequest, StreamDecoder, loads
-from .errors import (
-    EngineError,
-    EngineUnavailableError,
-    InvalidRequestError,
-    ModelLoadingError,
-    RateLimitError,
-    StreamError,
-    StreamTimeoutError,
-    TimeoutError,
-    UpstreamUnreachableError,
-    retyped,
-)
+from ._sse import DEFAULT_MAX_EVENT_BYTES
+from ._sse import DEFAULT_MAX_STREAM_BYTES
+from .dialects.base import HttpRequest
+from .dialects.base import StreamDecoder
+from .dialects.base import loads
+from .errors import EngineError
+from .errors import EngineUnavailableError
+from .errors import InvalidRequestError
+from .errors import ModelLoadingError
+from .errors import RateLimitError
+from .errors import StreamError
+from .errors import StreamTimeoutError
+from .errors import TimeoutError
+from .errors import UpstreamUnreachableError
+from .errors import retyped
 
 __all__ = [
     "HTTP_BACKENDS",

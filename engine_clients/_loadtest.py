@@ -17,15 +17,21 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
-from ._detect import aconnect, client_class
+from ._detect import aconnect
+from ._detect import client_class
 from ._http import Timeouts
 from ._pool_stats import Percentiles
 from .errors import EngineError
-from .types import End, Token
+from .types import End
+from .types import Token
 
 __all__ = ["LevelResult", "Stat", "loadtest", "run_level"]
 

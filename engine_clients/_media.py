@@ -14,12 +14,16 @@ import base64
 import binascii
 import mimetypes
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
-from urllib.parse import unquote, urlparse
+from typing import Any
+from typing import TypeAlias
+from urllib.parse import unquote
+from urllib.parse import urlparse
 
-from .errors import InvalidRequestError, MediaTooLargeError
+from .errors import InvalidRequestError
+from .errors import MediaTooLargeError
 
 __all__ = ["DEFAULT_MAX_MEDIA_BYTES", "ImageInput", "media_kind", "normalize_content", "normalize_images"]
 

@@ -5,8 +5,11 @@ Kept apart from ``types.py`` (the per-request model) and re-exported from ``engi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
+from typing import TypeAlias
 
 __all__ = ["AdapterInfo", "ModelInfo", "ModelState"]
 

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -193,7 +197,8 @@ class Call:
         span.end()
 
     def fail(self, exc: BaseException) -> None:
-        from opentelemetry.trace import Status, StatusCode
+        from opentelemetry.trace import Status
+        from opentelemetry.trace import StatusCode
 
         span = self.span
         span.set_attribute("error.type", type(exc).__name__)

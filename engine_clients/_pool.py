@@ -33,7 +33,9 @@ Each part reads on its own:
 from ._async.pool import AsyncPoolAPI
 from ._pool_breaker import BreakerState
 from ._pool_core import PoolExhaustedError
-from ._pool_stats import Percentiles, PoolStats, ReplicaStats
+from ._pool_stats import Percentiles
+from ._pool_stats import PoolStats
+from ._pool_stats import ReplicaStats
 from ._sync.pool import SyncPoolAPI
 
 __all__ = ["BreakerState", "EnginePool", "Percentiles", "PoolExhaustedError", "PoolStats", "ReplicaStats"]

@@ -17,17 +17,15 @@ import math
 from typing import Literal
 
 from ._detect import EngineDetectionError
-from .errors import (
-    EngineError,
-    EngineUnavailableError,
-    InternalServerError,
-    InvalidRequestError,
-    MalformedResponseError,
-    ModelLoadingError,
-    RateLimitError,
-    StreamError,
-    TimeoutError,
-)
+from .errors import EngineError
+from .errors import EngineUnavailableError
+from .errors import InternalServerError
+from .errors import InvalidRequestError
+from .errors import MalformedResponseError
+from .errors import ModelLoadingError
+from .errors import RateLimitError
+from .errors import StreamError
+from .errors import TimeoutError
 
 __all__ = ["FAILOVER", "FAULTS", "Breaker", "BreakerState", "Outcome", "caller_outcome", "outcome"]
 

@@ -15,21 +15,31 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from typing_extensions import Self
 
 from ._clients import BaseClient
-from ._detect import PROBE_TIMEOUT, client_class
+from ._detect import PROBE_TIMEOUT
+from ._detect import client_class
 from ._pool_breaker import Outcome
-from ._pool_health import HealthLoop, ahealth_of, health_of
-from ._pool_routing import NoReplica, Replica, Router, session_slot
-from ._pool_stats import PoolCounters, PoolStats, redact
-from .errors import EngineError, EngineUnavailableError, InvalidRequestError, RateLimitError
-from .types import (
-    HealthStatus,
-    Usage,
-)
+from ._pool_health import HealthLoop
+from ._pool_health import ahealth_of
+from ._pool_health import health_of
+from ._pool_routing import NoReplica
+from ._pool_routing import Replica
+from ._pool_routing import Router
+from ._pool_routing import session_slot
+from ._pool_stats import PoolCounters
+from ._pool_stats import PoolStats
+from ._pool_stats import redact
+from .errors import EngineError
+from .errors import EngineUnavailableError
+from .errors import InvalidRequestError
+from .errors import RateLimitError
+from .types import HealthStatus
+from .types import Usage
 
 __all__ = ["PoolCore", "PoolExhaustedError"]
 

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from ._clients import BaseClient
 from ._pool_breaker import Breaker
-from ._pool_stats import ReplicaCounters, ReplicaStats
+from ._pool_stats import ReplicaCounters
+from ._pool_stats import ReplicaStats
 from .types import HealthStatus
 
 __all__ = ["NoReplica", "Replica", "Router", "session_slot"]

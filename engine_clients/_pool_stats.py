@@ -13,12 +13,16 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
-from ._pool_breaker import BreakerState, Outcome
-from .types import HealthStatus, Usage
+from ._pool_breaker import BreakerState
+from ._pool_breaker import Outcome
+from .types import HealthStatus
+from .types import Usage
 
 __all__ = ["Percentiles", "PoolCounters", "PoolStats", "ReplicaCounters", "ReplicaStats", "redact"]
 

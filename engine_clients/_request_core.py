@@ -6,18 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._call_args import ChatCall, GenerateCall, chat_call, generate_call, takes
-from ._history_policy import ChatPlan, HistoryPolicy, check_policy
-from ._media import ImageInput, normalize_images
+from ._call_args import ChatCall
+from ._call_args import GenerateCall
+from ._call_args import chat_call
+from ._call_args import generate_call
+from ._call_args import takes
+from ._history_policy import ChatPlan
+from ._history_policy import HistoryPolicy
+from ._history_policy import check_policy
+from ._media import ImageInput
+from ._media import normalize_images
 from ._models_core import ModelsCore
-from ._requests import (
-    ChatRequest,
-    GenerateRequest,
-    normalize_messages,
-    normalize_response_format,
-    normalize_tool_choice,
-    normalize_tools,
-)
+from ._requests import ChatRequest
+from ._requests import GenerateRequest
+from ._requests import normalize_messages
+from ._requests import normalize_response_format
+from ._requests import normalize_tool_choice
+from ._requests import normalize_tools
 from .dialects.base import HttpRequest
 from .dialects.history import TemplateRules
 from .errors import InvalidRequestError

@@ -4,27 +4,28 @@ before a dialect maps them onto its wire format."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
-from ._media import DEFAULT_MAX_MEDIA_BYTES, normalize_content
+from ._media import DEFAULT_MAX_MEDIA_BYTES
+from ._media import normalize_content
 from ._model_types import AdapterInfo
 from .errors import InvalidRequestError
-from .types import (
-    ChatMessage,
-    Grammar,
-    JsonObject,
-    JsonSchema,
-    MessageInput,
-    Regex,
-    ResponseFormat,
-    ResponseFormatInput,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolInput,
-)
+from .types import ChatMessage
+from .types import Grammar
+from .types import JsonObject
+from .types import JsonSchema
+from .types import MessageInput
+from .types import Regex
+from .types import ResponseFormat
+from .types import ResponseFormatInput
+from .types import Tool
+from .types import ToolCall
+from .types import ToolChoice
+from .types import ToolInput
 
 __all__ = [
     "AdapterChoice",

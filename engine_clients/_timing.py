@@ -13,7 +13,10 @@ from operator import sub
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from .types import End, StreamEvent, Timings, Usage
+from .types import End
+from .types import StreamEvent
+from .types import Timings
+from .types import Usage
 
 if TYPE_CHECKING:
     from .dialects.base import StreamDecoder

@@ -2,8 +2,13 @@
 shared policy from ``_http``."""
 
 from ._async.transport import AsyncTransport
-from ._http import MAX_RETRY_WAIT, OnHeaders, Timeouts, parse_retry_after, redact_url
-from ._sync.transport import SyncTransport, _drain
+from ._http import MAX_RETRY_WAIT
+from ._http import OnHeaders
+from ._http import Timeouts
+from ._http import parse_retry_after
+from ._http import redact_url
+from ._sync.transport import SyncTransport
+from ._sync.transport import _drain
 
 __all__ = [
     "MAX_RETRY_WAIT",

@@ -7,13 +7,22 @@ Private: not part of ``engine_clients``' API; it changes together with the wrapp
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import PrivateAttr
+from pydantic import SecretStr
 
-from ._clients import LlamaCppClient, SGLangClient, TEIClient, VLLMClient
+from ._clients import LlamaCppClient
+from ._clients import SGLangClient
+from ._clients import TEIClient
+from ._clients import VLLMClient
 from ._pool import EnginePool
-from ._wrapper_support import batch_options, connection_kwargs
+from ._wrapper_support import batch_options
+from ._wrapper_support import connection_kwargs
 
 __all__ = [
     "ConnectionFields",

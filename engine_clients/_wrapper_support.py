@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Protocol
 
 from ._clients import BaseClient
 from ._detect import client_class

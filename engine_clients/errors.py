@@ -8,7 +8,9 @@ Server answers map by HTTP status (parsed by each engine's dialect); transport f
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import TypeVar
 
 if TYPE_CHECKING:
     from .types import ToolCall

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
+from typing import TypeAlias
 
-from ._embedding_types import Embeddings, Reranking, RerankResult
+from ._embedding_types import Embeddings
+from ._embedding_types import Reranking
+from ._embedding_types import RerankResult
 
 __all__ = [
     "ChatMessage",

@@ -290,7 +290,8 @@ def _dist_version(root: Path) -> str | None:
 
 
 def _version_of(module: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
 
     try:
         return version(module)

@@ -30,26 +30,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from engine_clients.testing import (
-    EngineServer,
-    ProvisionError,
-    ensure_llama_server,
-    ensure_vllm,
-    scripted_gguf,
-    scripted_hf_model,
-    start_llama_server,
-    start_llama_vision_server,
-    start_vllm_server,
-    start_vllm_vision_server,
-    vision_gguf,
-    vision_hf_model,
-)
-from engine_clients.testing.fake_sglang import FakeSGLang, start_fake_sglang
+from engine_clients.testing import EngineServer
+from engine_clients.testing import ProvisionError
+from engine_clients.testing import ensure_llama_server
+from engine_clients.testing import ensure_vllm
+from engine_clients.testing import scripted_gguf
+from engine_clients.testing import scripted_hf_model
+from engine_clients.testing import start_llama_server
+from engine_clients.testing import start_llama_vision_server
+from engine_clients.testing import start_vllm_server
+from engine_clients.testing import start_vllm_vision_server
+from engine_clients.testing import vision_gguf
+from engine_clients.testing import vision_hf_model
+from engine_clients.testing.fake_sglang import FakeSGLang
+from engine_clients.testing.fake_sglang import start_fake_sglang
 from engine_clients.testing.ray_env import ensure_ray
 from engine_clients.testing.router import ensure_vllm_router
 
@@ -234,7 +234,8 @@ def vllm_vision_server() -> Iterator[EngineServer]:
 # ---- the scripted embedding and rerank models (tests/integration/test_embedding_servers.py) -----------------
 # llama-server --embedding / --rerank with two scripted GGUFs; vLLM's pooling runner with a tiny LlamaModel.
 def _provision_llama_embed() -> object:
-    from engine_clients.testing import scripted_embed_gguf, scripted_rerank_gguf
+    from engine_clients.testing import scripted_embed_gguf
+    from engine_clients.testing import scripted_rerank_gguf
 
     return ensure_llama_server(), scripted_embed_gguf(), scripted_rerank_gguf()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 from .._otel import Call
-from ..types import End, StreamEvent
+from ..types import End
+from ..types import StreamEvent
 
 __all__ = ["atraced"]
 

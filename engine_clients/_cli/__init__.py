@@ -8,7 +8,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, doctor, loadtest, serve
+from . import demo
+from . import doctor
+from . import loadtest
+from . import serve
 
 __all__ = ["main"]
 

@@ -19,7 +19,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .. import BaseClient, LlamaCppClient, TGIClient, Token, VLLMClient
+from .. import BaseClient
+from .. import LlamaCppClient
+from .. import TGIClient
+from .. import Token
+from .. import VLLMClient
 from .._doctor.chat import WEATHER_TOOL as _DOCTOR_TOOL
 from ..types import ToolCall
 
@@ -70,7 +74,8 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, str, str | None]]:
             say(f"using {engine} at ${var}={os.environ[var]}")
             yield engine, os.environ[var], args.api_key
             return
-    from ..testing import ensure_llama_server, start_llama_server
+    from ..testing import ensure_llama_server
+    from ..testing import start_llama_server
 
     say("no server configured: provisioning a local llama-server (the first run builds llama.cpp, ~7-12 min)")
     binary = ensure_llama_server()

@@ -9,8 +9,12 @@ import sys
 from typing import Any
 
 from .._detect import ENGINES
-from .._doctor import Report, diagnose, targets
-from .._doctor.core import DEFAULT_BUDGET, DEFAULT_REQUEST_TIMEOUT, SYMBOLS
+from .._doctor import Report
+from .._doctor import diagnose
+from .._doctor import targets
+from .._doctor.core import DEFAULT_BUDGET
+from .._doctor.core import DEFAULT_REQUEST_TIMEOUT
+from .._doctor.core import SYMBOLS
 from ._plain import have_rich
 from ._plain import table as plain_table
 
@@ -114,7 +118,10 @@ class _progress:
         if not have_rich():
             return lambda label: None
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress
+        from rich.progress import SpinnerColumn
+        from rich.progress import TextColumn
+        from rich.progress import TimeElapsedColumn
 
         from .._doctor.checks import CHECKS
 

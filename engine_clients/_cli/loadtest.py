@@ -9,7 +9,9 @@ import sys
 from typing import Any
 
 from .._detect import ENGINES
-from .._loadtest import DEFAULT_PROMPT, LevelResult, loadtest
+from .._loadtest import DEFAULT_PROMPT
+from .._loadtest import LevelResult
+from .._loadtest import loadtest
 from ._plain import have_rich
 from ._plain import table as plain_table
 
@@ -72,7 +74,11 @@ def _sweep_with_progress(
     args: argparse.Namespace, levels: list[int], per_level: dict[int, int | None]
 ) -> tuple[str, list[LevelResult]]:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn
+    from rich.progress import MofNCompleteColumn
+    from rich.progress import Progress
+    from rich.progress import TextColumn
+    from rich.progress import TimeElapsedColumn
 
     console = Console(stderr=True)
     progress = Progress(

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dialects.fixes import Fix, fix_for
-from ..errors import AuthenticationError, EngineError, InvalidRequestError, UnsupportedInputError
-from ..types import Completion, End, Token, ToolCall
-from .core import Check, Session, Status, _short
+from ..dialects.fixes import Fix
+from ..dialects.fixes import fix_for
+from ..errors import AuthenticationError
+from ..errors import EngineError
+from ..errors import InvalidRequestError
+from ..errors import UnsupportedInputError
+from ..types import Completion
+from ..types import End
+from ..types import Token
+from ..types import ToolCall
+from .core import Check
+from .core import Session
+from .core import Status
+from .core import _short
 
 __all__ = ["MESSAGES", "WEATHER_TOOL", "check_chat", "check_info", "check_stream", "check_tools"]
 

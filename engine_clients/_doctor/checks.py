@@ -10,10 +10,22 @@ from collections.abc import Callable
 from typing import Any
 
 from ..dialects.fixes import fix_for
-from ..errors import EngineError, InvalidRequestError, UnsupportedInputError
-from ..types import Grammar, Regex
-from .chat import SHORT, _add, _failed, _needs_chat, _quote, check_chat, check_info, check_stream, check_tools
-from .core import Session, _short
+from ..errors import EngineError
+from ..errors import InvalidRequestError
+from ..errors import UnsupportedInputError
+from ..types import Grammar
+from ..types import Regex
+from .chat import SHORT
+from .chat import _add
+from .chat import _failed
+from .chat import _needs_chat
+from .chat import _quote
+from .chat import check_chat
+from .chat import check_info
+from .chat import check_stream
+from .chat import check_tools
+from .core import Session
+from .core import _short
 
 __all__ = ["CHECKS", "TINY_PNG"]
 

@@ -17,19 +17,30 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
 
 import httpx
 
 from .._clients import BaseClient
-from .._detect import ENGINES, _url, client_class, detect_engine
+from .._detect import ENGINES
+from .._detect import _url
+from .._detect import client_class
+from .._detect import detect_engine
 from .._http import Timeouts
-from ..dialects.fixes import Fix, fix_for, fix_for_error
-from ..errors import AuthenticationError, EngineError, EngineUnavailableError
-from ..types import Completion, EngineInfo
+from ..dialects.fixes import Fix
+from ..dialects.fixes import fix_for
+from ..dialects.fixes import fix_for_error
+from ..errors import AuthenticationError
+from ..errors import EngineError
+from ..errors import EngineUnavailableError
+from ..types import Completion
+from ..types import EngineInfo
 
 __all__ = ["Check", "Report", "Status", "diagnose"]
 

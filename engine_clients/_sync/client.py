@@ -7,24 +7,30 @@ parses the answer with the dialect again; spans and timings wrap the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Callable
+from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 
 from .. import _otel
-from .._call_args import ChatCall, GenerateCall, chat_call, generate_call, takes
-from .._client_core import HEALTH_TIMEOUT, health_of_status
+from .._call_args import ChatCall
+from .._call_args import GenerateCall
+from .._call_args import chat_call
+from .._call_args import generate_call
+from .._call_args import takes
+from .._client_core import HEALTH_TIMEOUT
+from .._client_core import health_of_status
 from .._history_policy import ChatPlan
 from .._timing import Measure
 from ..dialects.base import HttpRequest
-from ..errors import EngineError, ModelRequiredError, NotFoundError
-from ..types import (
-    Completion,
-    EngineInfo,
-    HealthStatus,
-    StreamEvent,
-    TokenInfo,
-)
+from ..errors import EngineError
+from ..errors import ModelRequiredError
+from ..errors import NotFoundError
+from ..types import Completion
+from ..types import EngineInfo
+from ..types import HealthStatus
+from ..types import StreamEvent
+from ..types import TokenInfo
 from .models import SyncModelsAPI
 from .otel import traced
 

@@ -4,14 +4,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from .._client_core import ClientCore
-from .._embeddings import batch_size_of, chunks_of, codec_of, rerank_inputs, texts_of
-from ..dialects.embeddings import merge_embeddings, merge_rerankings
+from .._embeddings import batch_size_of
+from .._embeddings import chunks_of
+from .._embeddings import codec_of
+from .._embeddings import rerank_inputs
+from .._embeddings import texts_of
+from ..dialects.embeddings import merge_embeddings
+from ..dialects.embeddings import merge_rerankings
 from ..errors import EngineError
-from ..types import Embeddings, Reranking
+from ..types import Embeddings
+from ..types import Reranking
 
 __all__ = ["SyncEmbeddingsAPI"]
 

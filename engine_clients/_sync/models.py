@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .._client_core import ClientCore
-from .._model_types import AdapterInfo, ModelInfo
-from ..errors import EngineError, ModelRequiredError, NotFoundError, retyped
+from .._model_types import AdapterInfo
+from .._model_types import ModelInfo
+from ..errors import EngineError
+from ..errors import ModelRequiredError
+from ..errors import NotFoundError
+from ..errors import retyped
 from ..types import StreamEvent
 
 __all__ = ["SyncModelsAPI"]

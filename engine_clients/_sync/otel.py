@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Callable
+from collections.abc import Iterator
+from collections.abc import Callable
 
 from .._otel import Call
-from ..types import End, StreamEvent
+from ..types import End
+from ..types import StreamEvent
 
 __all__ = ["traced"]
 

@@ -10,32 +10,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
+from typing import cast
 
 from typing_extensions import Self
 
 from .._clients import BaseClient
 from .._detect import connect
-from .._pool_breaker import FAILOVER, caller_outcome, outcome
+from .._pool_breaker import FAILOVER
+from .._pool_breaker import caller_outcome
+from .._pool_breaker import outcome
 from .._pool_core import PoolCore
 from .._pool_health import overall
-from .._pool_routing import NoReplica, Replica
+from .._pool_routing import NoReplica
+from .._pool_routing import Replica
 from ..errors import EngineError
-from ..types import (
-    Completion,
-    Embeddings,
-    End,
-    EngineInfo,
-    HealthStatus,
-    Reasoning,
-    Reranking,
-    Started,
-    StreamEvent,
-    Token,
-    TokenInfo,
-    ToolCallDelta,
-    Usage,
-)
+from ..types import Completion
+from ..types import Embeddings
+from ..types import End
+from ..types import EngineInfo
+from ..types import HealthStatus
+from ..types import Reasoning
+from ..types import Reranking
+from ..types import Started
+from ..types import StreamEvent
+from ..types import Token
+from ..types import TokenInfo
+from ..types import ToolCallDelta
+from ..types import Usage
 
 __all__ = ["SyncPoolAPI"]
 

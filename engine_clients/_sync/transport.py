@@ -7,24 +7,27 @@ configuration, retry policy and error mapping).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from .._http import (
-    OnHeaders,
-    Refit,
-    TransportBase,
-    sync_http_client,
-    stream_timeout,
-    tenacity_lib,
-    unstick,
-)
+from .._http import OnHeaders
+from .._http import Refit
+from .._http import TransportBase
+from .._http import sync_http_client
+from .._http import stream_timeout
+from .._http import tenacity_lib
+from .._http import unstick
 from .._sse import SSEDecoder
-from .._timing import Measure, StreamClock, perf_counter
-from ..dialects.base import HttpRequest, StreamDecoder
-from ..errors import EngineError, MalformedResponseError
+from .._timing import Measure
+from .._timing import StreamClock
+from .._timing import perf_counter
+from ..dialects.base import HttpRequest
+from ..dialects.base import StreamDecoder
+from ..errors import EngineError
+from ..errors import MalformedResponseError
 from ..types import StreamEvent
 
 __all__ = ["SyncTransport"]

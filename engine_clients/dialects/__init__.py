@@ -1,6 +1,8 @@
 """Pure codecs, one per engine: request building and response/event/error parsing, no I/O."""
 
-from .base import Dialect, HttpRequest, StreamDecoder
+from .base import Dialect
+from .base import HttpRequest
+from .base import StreamDecoder
 from .llamacpp import LlamaCppDialect
 from .openai_compat import OpenAICompatDialect
 from .sglang import SGLangDialect

@@ -10,12 +10,20 @@ sending its name as ``model``, ``GET /v1/models`` lists the base model and the a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from .._model_types import AdapterInfo, ModelInfo, ModelState
+from .._model_types import AdapterInfo
+from .._model_types import ModelInfo
+from .._model_types import ModelState
 from .._requests import AdapterChoice
-from ..errors import AdapterNotFoundError, EngineError, NotFoundError, retyped
-from .base import SHAPE_ERRORS, Dialect, HttpRequest
+from ..errors import AdapterNotFoundError
+from ..errors import EngineError
+from ..errors import NotFoundError
+from ..errors import retyped
+from .base import SHAPE_ERRORS
+from .base import Dialect
+from .base import HttpRequest
 
 __all__ = ["AdapterCodec", "adapter_named", "model_state"]
 

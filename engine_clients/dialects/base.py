@@ -10,15 +10,30 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
 
-from ..errors import EngineError, MalformedResponseError
-from ..types import HistoryChange, JsonObject, JsonSchema, Timings, TokenLogprob, TopLogprob, Usage
-from .decoder import StreamDecoder, normalize_finish
-from .error_codec import ErrorCodec, clip, status_error
-from .reasoning import DEFAULT_THINK_TAGS, ThinkSplitter, ThinkTags
+from ..errors import EngineError
+from ..errors import MalformedResponseError
+from ..types import HistoryChange
+from ..types import JsonObject
+from ..types import JsonSchema
+from ..types import Timings
+from ..types import TokenLogprob
+from ..types import TopLogprob
+from ..types import Usage
+from .decoder import StreamDecoder
+from .decoder import normalize_finish
+from .error_codec import ErrorCodec
+from .error_codec import clip
+from .error_codec import status_error
+from .reasoning import DEFAULT_THINK_TAGS
+from .reasoning import ThinkSplitter
+from .reasoning import ThinkTags
 
 __all__ = [
     "SHAPE_ERRORS",

@@ -5,32 +5,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from .._requests import build_tool_call
 from .._sse import SSEEvent
-from ..errors import EngineError, StreamError
-from ..types import (
-    Completion,
-    End,
-    FinishReason,
-    HistoryChange,
-    JsonObject,
-    JsonSchema,
-    Reasoning,
-    RecoveredCall,
-    Started,
-    StreamEvent,
-    Timings,
-    Token,
-    TokenLogprob,
-    ToolCall,
-    ToolCallDelta,
-    TopLogprob,
-    Usage,
-)
+from ..errors import EngineError
+from ..errors import StreamError
+from ..types import Completion
+from ..types import End
+from ..types import FinishReason
+from ..types import HistoryChange
+from ..types import JsonObject
+from ..types import JsonSchema
+from ..types import Reasoning
+from ..types import RecoveredCall
+from ..types import Started
+from ..types import StreamEvent
+from ..types import Timings
+from ..types import Token
+from ..types import TokenLogprob
+from ..types import ToolCall
+from ..types import ToolCallDelta
+from ..types import TopLogprob
+from ..types import Usage
 from .json_answer import json_answer
-from .reasoning import ThinkSplitter, lstrip_newlines
+from .reasoning import ThinkSplitter
+from .reasoning import lstrip_newlines
 from .toolcall_recovery import ToolCallRecovery
 
 if TYPE_CHECKING:

@@ -8,12 +8,19 @@ always asked for as floats (``encoding_format: "float"``), never base64.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 from ..errors import MalformedResponseError
-from ..types import Embeddings, Reranking, RerankResult, Usage
-from .base import HttpRequest, _guard, parse_usage
+from ..types import Embeddings
+from ..types import Reranking
+from ..types import RerankResult
+from ..types import Usage
+from .base import HttpRequest
+from .base import _guard
+from .base import parse_usage
 from .openai_compat import OpenAICompatDialect
 
 __all__ = ["EmbeddingCodec", "merge_embeddings", "merge_rerankings"]

@@ -7,18 +7,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from ..errors import (
-    ChatTemplateError,
-    EngineError,
-    InvalidRequestError,
-    ModelLoadingError,
-    UnsupportedInputError,
-    status_error,
-)
+from ..errors import ChatTemplateError
+from ..errors import EngineError
+from ..errors import InvalidRequestError
+from ..errors import ModelLoadingError
+from ..errors import UnsupportedInputError
+from ..errors import status_error
 from .fixes import with_fix
-from .templates import template_fix, template_rule_of
+from .templates import template_fix
+from .templates import template_rule_of
 
 __all__ = ["ErrorCodec", "clip", "status_error"]
 

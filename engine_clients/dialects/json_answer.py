@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import StructuredOutputError
-from ..types import JsonObject, JsonSchema
+from ..types import JsonObject
+from ..types import JsonSchema
 
 __all__ = ["json_answer", "matches_schema", "trailing_json"]
 

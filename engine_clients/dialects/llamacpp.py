@@ -9,40 +9,43 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from .._requests import GenerateRequest, NamedToolChoice
+from .._requests import GenerateRequest
+from .._requests import NamedToolChoice
 from .._sse import SSEEvent
-from ..errors import EngineError, InvalidRequestError, MalformedResponseError, UnsupportedInputError
-from ..types import (
-    Completion,
-    EngineInfo,
-    FinishReason,
-    Grammar,
-    JsonObject,
-    JsonSchema,
-    ResponseFormat,
-    StreamEvent,
-    Timings,
-    TokenInfo,
-    Tool,
-    Usage,
-)
-from .base import (
-    SHAPE_ERRORS,
-    HttpRequest,
-    StreamDecoder,
-    _float,
-    _int,
-    first_int,
-    loads,
-    logprob_list,
-    same_name,
-)
+from ..errors import EngineError
+from ..errors import InvalidRequestError
+from ..errors import MalformedResponseError
+from ..errors import UnsupportedInputError
+from ..types import Completion
+from ..types import EngineInfo
+from ..types import FinishReason
+from ..types import Grammar
+from ..types import JsonObject
+from ..types import JsonSchema
+from ..types import ResponseFormat
+from ..types import StreamEvent
+from ..types import Timings
+from ..types import TokenInfo
+from ..types import Tool
+from ..types import Usage
+from .base import SHAPE_ERRORS
+from .base import HttpRequest
+from .base import StreamDecoder
+from .base import _float
+from .base import _int
+from .base import first_int
+from .base import loads
+from .base import logprob_list
+from .base import same_name
 from .embeddings import EmbeddingCodec
 from .fixes import FIXES
 from .llamacpp_models import LlamaCppModelsCodec
-from .openai_compat import COMMON_CHAT_PARAMS, TEMPLATE_THINKING, _maybe_json
+from .openai_compat import COMMON_CHAT_PARAMS
+from .openai_compat import TEMPLATE_THINKING
+from .openai_compat import _maybe_json
 
 __all__ = ["LlamaCppDialect"]
 

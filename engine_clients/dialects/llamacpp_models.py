@@ -24,22 +24,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 from urllib.parse import quote
 
-from .._model_types import AdapterInfo, ModelInfo
+from .._model_types import AdapterInfo
+from .._model_types import ModelInfo
 from .._requests import AdapterChoice
-from ..errors import (
-    BadRequestError,
-    EngineError,
-    InvalidRequestError,
-    ModelRequiredError,
-    NotFoundError,
-    retyped,
-)
+from ..errors import BadRequestError
+from ..errors import EngineError
+from ..errors import InvalidRequestError
+from ..errors import ModelRequiredError
+from ..errors import NotFoundError
+from ..errors import retyped
 from ..types import EngineInfo
-from .adapters import AdapterCodec, adapter_named, model_state
-from .base import SHAPE_ERRORS, HttpRequest
+from .adapters import AdapterCodec
+from .adapters import adapter_named
+from .adapters import model_state
+from .base import SHAPE_ERRORS
+from .base import HttpRequest
 
 __all__ = ["LlamaCppModelsCodec"]
 

@@ -5,34 +5,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from .._requests import ChatRequest, GenerateRequest, NamedToolChoice, ReasoningControls, build_tool_call
+from .._requests import ChatRequest
+from .._requests import GenerateRequest
+from .._requests import NamedToolChoice
+from .._requests import ReasoningControls
+from .._requests import build_tool_call
 from ..errors import InvalidRequestError
-from ..types import (
-    Completion,
-    EngineInfo,
-    JsonObject,
-    JsonSchema,
-    RecoveredCall,
-    ResponseFormat,
-    TokenInfo,
-    Tool,
-)
+from ..types import Completion
+from ..types import EngineInfo
+from ..types import JsonObject
+from ..types import JsonSchema
+from ..types import RecoveredCall
+from ..types import ResponseFormat
+from ..types import TokenInfo
+from ..types import Tool
 from .adapters import AdapterCodec
-from .base import (
-    HttpRequest,
-    StreamDecoder,
-    normalize_finish,
-    parse_openai_logprobs,
-    parse_usage,
-    same_name,
-    text_of,
-)
+from .base import HttpRequest
+from .base import StreamDecoder
+from .base import normalize_finish
+from .base import parse_openai_logprobs
+from .base import parse_usage
+from .base import same_name
+from .base import text_of
 from .json_answer import json_answer
-from .openai_stream import ChatStreamDecoder, CompletionsStreamDecoder, parse_completion_logprobs
+from .openai_stream import ChatStreamDecoder
+from .openai_stream import CompletionsStreamDecoder
 from .openai_stream import _maybe_json as _maybe_json  # re-exported: tgi, llamacpp
-from .reasoning import lstrip_newlines, split_reasoning
+from .openai_stream import parse_completion_logprobs
+from .reasoning import lstrip_newlines
+from .reasoning import split_reasoning
 from .toolcall_recovery import recover_tool_calls
 
 __all__ = [

@@ -7,19 +7,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._sse import SSEEvent
-from ..errors import EngineError, MalformedResponseError
-from ..types import StreamEvent, TokenLogprob, TopLogprob
-from .base import (
-    SHAPE_ERRORS,
-    Dialect,
-    HttpRequest,
-    StreamDecoder,
-    _float,
-    loads,
-    parse_openai_logprobs,
-    parse_usage,
-)
-from .reasoning import FAST_ANSWER, PASS
+from ..errors import EngineError
+from ..errors import MalformedResponseError
+from ..types import StreamEvent
+from ..types import TokenLogprob
+from ..types import TopLogprob
+from .base import SHAPE_ERRORS
+from .base import Dialect
+from .base import HttpRequest
+from .base import StreamDecoder
+from .base import _float
+from .base import loads
+from .base import parse_openai_logprobs
+from .base import parse_usage
+from .reasoning import FAST_ANSWER
+from .reasoning import PASS
 from .toolcall_recovery import ToolCallRecovery
 
 __all__ = ["ChatStreamDecoder", "CompletionsStreamDecoder", "parse_completion_logprobs"]

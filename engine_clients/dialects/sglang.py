@@ -37,28 +37,44 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from .._requests import AdapterChoice, ChatRequest, GenerateRequest, NamedToolChoice, ReasoningControls
+from .._requests import AdapterChoice
+from .._requests import ChatRequest
+from .._requests import GenerateRequest
+from .._requests import NamedToolChoice
+from .._requests import ReasoningControls
 from ..errors import InvalidRequestError
-from ..types import (
-    Completion,
-    EngineInfo,
-    Grammar,
-    JsonObject,
-    JsonSchema,
-    Regex,
-    Reranking,
-    RerankResult,
-    ResponseFormat,
-    Timings,
-    TokenInfo,
-    Usage,
-)
-from .base import HttpRequest, StreamDecoder, _guard, _int, first_int, normalize_finish, same_name
-from .embeddings import EmbeddingCodec, _doc_text, _score
-from .openai_compat import COMMON_CHAT_PARAMS, TEMPLATE_THINKING
-from .sglang_generate import GenerateStreamDecoder, abort_error, meta_logprobs, meta_timings, meta_usage
+from ..types import Completion
+from ..types import EngineInfo
+from ..types import Grammar
+from ..types import JsonObject
+from ..types import JsonSchema
+from ..types import Regex
+from ..types import Reranking
+from ..types import RerankResult
+from ..types import ResponseFormat
+from ..types import Timings
+from ..types import TokenInfo
+from ..types import Usage
+from .base import HttpRequest
+from .base import StreamDecoder
+from .base import _guard
+from .base import _int
+from .base import first_int
+from .base import normalize_finish
+from .base import same_name
+from .embeddings import EmbeddingCodec
+from .embeddings import _doc_text
+from .embeddings import _score
+from .openai_compat import COMMON_CHAT_PARAMS
+from .openai_compat import TEMPLATE_THINKING
+from .sglang_generate import GenerateStreamDecoder
+from .sglang_generate import abort_error
+from .sglang_generate import meta_logprobs
+from .sglang_generate import meta_timings
+from .sglang_generate import meta_usage
 
 __all__ = ["SGLangDialect"]
 

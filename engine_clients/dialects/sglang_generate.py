@@ -21,12 +21,23 @@ Every shape here is read from the released ``sglang==0.5.23`` wheel:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from .._sse import SSEEvent
-from ..errors import EngineError, MalformedResponseError
-from ..types import StreamEvent, Timings, TokenLogprob, TopLogprob, Usage
-from .base import SHAPE_ERRORS, StreamDecoder, _float, _int, _opt_int, loads
+from ..errors import EngineError
+from ..errors import MalformedResponseError
+from ..types import StreamEvent
+from ..types import Timings
+from ..types import TokenLogprob
+from ..types import TopLogprob
+from ..types import Usage
+from .base import SHAPE_ERRORS
+from .base import StreamDecoder
+from .base import _float
+from .base import _int
+from .base import _opt_int
+from .base import loads
 
 if TYPE_CHECKING:
     from .base import Dialect

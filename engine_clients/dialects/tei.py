@@ -15,10 +15,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .._requests import ChatRequest, GenerateRequest
-from ..types import Completion, Embeddings, EngineInfo, Reranking, RerankResult, TokenInfo
-from .base import HttpRequest, _guard, first_int
-from .embeddings import EmbeddingCodec, _floats, _score
+from .._requests import ChatRequest
+from .._requests import GenerateRequest
+from ..types import Completion
+from ..types import Embeddings
+from ..types import EngineInfo
+from ..types import Reranking
+from ..types import RerankResult
+from ..types import TokenInfo
+from .base import HttpRequest
+from .base import _guard
+from .base import first_int
+from .embeddings import EmbeddingCodec
+from .embeddings import _floats
+from .embeddings import _score
 
 __all__ = ["TEIDialect"]
 

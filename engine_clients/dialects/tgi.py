@@ -18,38 +18,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from .._requests import ChatRequest, GenerateRequest
+from .._requests import ChatRequest
+from .._requests import GenerateRequest
 from .._sse import SSEEvent
-from ..errors import EngineError, InvalidRequestError, MalformedResponseError
-from ..types import (
-    Completion,
-    EngineInfo,
-    JsonSchema,
-    Regex,
-    ResponseFormat,
-    StreamEvent,
-    Timings,
-    TokenInfo,
-    Tool,
-    Usage,
-)
-from .base import (
-    SHAPE_ERRORS,
-    HttpRequest,
-    StreamDecoder,
-    _float,
-    _int,
-    first_int,
-    loads,
-    logprob_list,
-    normalize_finish,
-    same_name,
-    top_list,
-)
+from ..errors import EngineError
+from ..errors import InvalidRequestError
+from ..errors import MalformedResponseError
+from ..types import Completion
+from ..types import EngineInfo
+from ..types import JsonSchema
+from ..types import Regex
+from ..types import ResponseFormat
+from ..types import StreamEvent
+from ..types import Timings
+from ..types import TokenInfo
+from ..types import Tool
+from ..types import Usage
+from .base import SHAPE_ERRORS
+from .base import HttpRequest
+from .base import StreamDecoder
+from .base import _float
+from .base import _int
+from .base import first_int
+from .base import loads
+from .base import logprob_list
+from .base import normalize_finish
+from .base import same_name
+from .base import top_list
 from .fixes import FIXES
-from .openai_compat import COMMON_CHAT_PARAMS, ChatStreamDecoder, OpenAICompatDialect, _maybe_json
+from .openai_compat import COMMON_CHAT_PARAMS
+from .openai_compat import ChatStreamDecoder
+from .openai_compat import OpenAICompatDialect
+from .openai_compat import _maybe_json
 
 __all__ = ["TGIDialect", "inline_schema_refs"]
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
-from ..types import RecoveredCall, ToolCall
+from ..types import RecoveredCall
+from ..types import ToolCall
 
 __all__ = ["ToolCallRecovery", "recover_tool_calls"]
 

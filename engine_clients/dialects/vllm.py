@@ -5,15 +5,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 from .._requests import GenerateRequest
 from ..errors import InvalidRequestError
-from ..types import EngineInfo, Grammar, JsonObject, JsonSchema, Regex, ResponseFormat, Timings, TokenInfo
-from .base import HttpRequest, _float, first_int, same_name
+from ..types import EngineInfo
+from ..types import Grammar
+from ..types import JsonObject
+from ..types import JsonSchema
+from ..types import Regex
+from ..types import ResponseFormat
+from ..types import Timings
+from ..types import TokenInfo
+from .base import HttpRequest
+from .base import _float
+from .base import first_int
+from .base import same_name
 from .embeddings import EmbeddingCodec
 from .fixes import FIXES
-from .openai_compat import COMMON_CHAT_PARAMS, TEMPLATE_THINKING
+from .openai_compat import COMMON_CHAT_PARAMS
+from .openai_compat import TEMPLATE_THINKING
 
 __all__ = ["VLLMDialect"]
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
-from .provision import (
-    ProvisionError,
-    cache_root,
-    ensure_llama_server,
-    ensure_vllm,
-    scripted_gguf,
-    scripted_hf_model,
-    timed,
-)
+from .provision import ProvisionError
+from .provision import cache_root
+from .provision import ensure_llama_server
+from .provision import ensure_vllm
+from .provision import scripted_gguf
+from .provision import scripted_hf_model
+from .provision import timed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,10 @@ import sys
 
 import gguf
 import numpy as np
-from _embed_words import KEYWORDS, WORDS, continuation_characters, initial_characters  # sibling file
+from _embed_words import KEYWORDS  # sibling file
+from _embed_words import WORDS  # sibling file
+from _embed_words import continuation_characters  # sibling file
+from _embed_words import initial_characters  # sibling file
 
 ARCH = "qwen3"
 N_EMBD = 256

@@ -36,8 +36,13 @@ import os
 import sys
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from tokenizers import Tokenizer
+from tokenizers import decoders
+from tokenizers import models
+from tokenizers import pre_tokenizers
+from transformers import LlamaConfig
+from transformers import LlamaForCausalLM
+from transformers import PreTrainedTokenizerFast
 
 HIDDEN = 128
 SPECIAL = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]

@@ -24,9 +24,16 @@ import os
 import sys
 
 import torch
-from _embed_words import WORDS, continuation_characters, initial_characters  # sibling file
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+from _embed_words import WORDS  # sibling file
+from _embed_words import continuation_characters  # sibling file
+from _embed_words import initial_characters  # sibling file
+from tokenizers import Tokenizer
+from tokenizers import models
+from tokenizers import normalizers
+from tokenizers import pre_tokenizers
+from transformers import LlamaConfig
+from transformers import LlamaModel
+from transformers import PreTrainedTokenizerFast
 
 HIDDEN = 256
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]

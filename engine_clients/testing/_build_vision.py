@@ -182,14 +182,12 @@ HF_IMAGE_TOKENS = ["<fake_token_around_image>", IMAGE_TOKEN, "<end_of_utterance>
 
 def build_hf(text_dir: str, out_dir: str) -> None:
     import torch
-    from transformers import (
-        AutoTokenizer,
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessor,
-        Idefics3Processor,
-        LlamaForCausalLM,
-    )
+    from transformers import AutoTokenizer
+    from transformers import Idefics3Config
+    from transformers import Idefics3ForConditionalGeneration
+    from transformers import Idefics3ImageProcessor
+    from transformers import Idefics3Processor
+    from transformers import LlamaForCausalLM
     from transformers.models.idefics3 import Idefics3VisionConfig
 
     torch.manual_seed(SEED)

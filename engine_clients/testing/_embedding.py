@@ -19,22 +19,25 @@ under ``cache_root()/models``, named after a hash of their builder and the vocab
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
-from ._embed_words import KEYWORDS, STOPWORDS, WORDS
-from .launcher import EngineServer, start_llama_server, start_vllm_server
-from .provision import (
-    ProvisionError,
-    _fingerprint,
-    _locked,
-    _run,
-    _say,
-    build_hf_dir,
-    cache_root,
-    ensure_llama_server,
-    llamacpp_python,
-)
+from ._embed_words import KEYWORDS
+from ._embed_words import STOPWORDS
+from ._embed_words import WORDS
+from .launcher import EngineServer
+from .launcher import start_llama_server
+from .launcher import start_vllm_server
+from .provision import ProvisionError
+from .provision import _fingerprint
+from .provision import _locked
+from .provision import _run
+from .provision import _say
+from .provision import build_hf_dir
+from .provision import cache_root
+from .provision import ensure_llama_server
+from .provision import llamacpp_python
 
 __all__ = [
     "EMBED_KEYWORDS",

@@ -16,26 +16,27 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
-from ._process import EngineServer, _start
-from .launcher import start_llama_server, start_vllm_server
-from .provision import (
-    _GGUF_BUILDER,
-    _HF_BUILDER,
-    _TEMPLATE,
-    ProvisionError,
-    _fingerprint,
-    _locked,
-    _run,
-    _say,
-    cache_root,
-    ensure_llama_server,
-    llamacpp_python,
-    scripted_gguf,
-    scripted_hf_model,
-)
+from ._process import EngineServer
+from ._process import _start
+from .launcher import start_llama_server
+from .launcher import start_vllm_server
+from .provision import _GGUF_BUILDER
+from .provision import _HF_BUILDER
+from .provision import _TEMPLATE
+from .provision import ProvisionError
+from .provision import _fingerprint
+from .provision import _locked
+from .provision import _run
+from .provision import _say
+from .provision import cache_root
+from .provision import ensure_llama_server
+from .provision import llamacpp_python
+from .provision import scripted_gguf
+from .provision import scripted_hf_model
 
 __all__ = [
     "LORA_WORDS",

@@ -16,11 +16,18 @@ Start-up failures raise :class:`EngineStartError` with the last lines of the ser
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
-from ._process import EngineServer, EngineStartError, _start
-from .provision import chat_template_path, ensure_llama_server, ensure_vllm, scripted_gguf, scripted_hf_model
+from ._process import EngineServer
+from ._process import EngineStartError
+from ._process import _start
+from .provision import chat_template_path
+from .provision import ensure_llama_server
+from .provision import ensure_vllm
+from .provision import scripted_gguf
+from .provision import scripted_hf_model
 
 __all__ = [
     "DEFAULT_CONTEXT",

@@ -20,20 +20,19 @@ import hashlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
-from .provision import (
-    ProvisionError,
-    _create_venv,
-    _locked,
-    _probe,
-    _quiet_env,
-    _run,
-    _say,
-    _venv_python,
-    cache_root,
-)
+from .provision import ProvisionError
+from .provision import _create_venv
+from .provision import _locked
+from .provision import _probe
+from .provision import _quiet_env
+from .provision import _run
+from .provision import _say
+from .provision import _venv_python
+from .provision import cache_root
 
 __all__ = ["RAY_VERSION", "ensure_ray", "project_root", "ray_python", "run_ray_job"]
 

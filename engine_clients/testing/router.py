@@ -19,23 +19,24 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import httpx
 
-from ._process import EngineServer, _free_port, _start
-from .provision import (
-    ProvisionError,
-    _create_venv,
-    _locked,
-    _probe,
-    _run,
-    _say,
-    _venv_python,
-    cache_root,
-)
+from ._process import EngineServer
+from ._process import _free_port
+from ._process import _start
+from .provision import ProvisionError
+from .provision import _create_venv
+from .provision import _locked
+from .provision import _probe
+from .provision import _run
+from .provision import _say
+from .provision import _venv_python
+from .provision import cache_root
 
 __all__ = [
     "VLLM_ROUTER_VERSION",

@@ -22,7 +22,10 @@ import pytest
 import respx
 
 from tests.support import tgi_recordings as rec
-from tests.support.doc_examples import EXAMPLES, ROOT, URL, Example
+from tests.support.doc_examples import EXAMPLES
+from tests.support.doc_examples import ROOT
+from tests.support.doc_examples import URL
+from tests.support.doc_examples import Example
 from tests.support.fake_engines import TGI_INFO
 
 # The base URL each example uses -> what stands for it here (a session fixture, or a stand-in).
@@ -79,7 +82,8 @@ def docs_lora_server(llamacpp_provisioned: None) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def docs_router_server(llamacpp_provisioned: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from engine_clients.testing import scripted_models_dir, start_llama_router
+    from engine_clients.testing import scripted_models_dir
+    from engine_clients.testing import start_llama_router
 
     with start_llama_router(scripted_models_dir(tmp_path_factory.mktemp("models"))) as server:
         yield server

@@ -15,14 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients import AdapterNotFoundError, End, InvalidRequestError, LlamaCppClient, Token
-from engine_clients.testing import (
-    EngineServer,
-    lora_answer,
-    scripted_lora_gguf,
-    start_llama_lora_server,
-    start_llama_server,
-)
+from engine_clients import AdapterNotFoundError
+from engine_clients import End
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import Token
+from engine_clients.testing import EngineServer
+from engine_clients.testing import lora_answer
+from engine_clients.testing import scripted_lora_gguf
+from engine_clients.testing import start_llama_lora_server
+from engine_clients.testing import start_llama_server
 
 PLAIN = " Hello world."
 LORA, BYE = lora_answer("LoRA"), lora_answer("Bye")
@@ -146,7 +148,8 @@ def test_async_stream_reads_the_adapters_on_first_use(lora_server: EngineServer)
 
 
 def test_langchain_field_and_per_call(lora_server: EngineServer) -> None:
-    from langchain_selfhosted import ChatLlamaCpp, LlamaCppLLM
+    from langchain_selfhosted import ChatLlamaCpp
+    from langchain_selfhosted import LlamaCppLLM
 
     chat = ChatLlamaCpp(base_url=lora_server.base_url, temperature=0, adapter="lora")
     assert chat.invoke("hi").content == LORA

@@ -17,22 +17,19 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from engine_clients import (
-    AdapterNotFoundError,
-    BadRequestError,
-    End,
-    InvalidRequestError,
-    NotFoundError,
-    VLLMClient,
-)
-from engine_clients.testing import (
-    DEFAULT_MODEL_NAME,
-    EngineServer,
-    lora_answer,
-    scripted_lora_peft,
-    start_vllm_lora_server,
-)
-from tests.support.doc_examples import example, substitute
+from engine_clients import AdapterNotFoundError
+from engine_clients import BadRequestError
+from engine_clients import End
+from engine_clients import InvalidRequestError
+from engine_clients import NotFoundError
+from engine_clients import VLLMClient
+from engine_clients.testing import DEFAULT_MODEL_NAME
+from engine_clients.testing import EngineServer
+from engine_clients.testing import lora_answer
+from engine_clients.testing import scripted_lora_peft
+from engine_clients.testing import start_vllm_lora_server
+from tests.support.doc_examples import example
+from tests.support.doc_examples import substitute
 
 PLAIN = " Hello world."
 LORA, BYE = lora_answer("LoRA"), lora_answer("Bye")

@@ -16,10 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine_clients import LlamaCppClient, UnsupportedInputError
-from engine_clients._doctor import Report, diagnose
+from engine_clients import LlamaCppClient
+from engine_clients import UnsupportedInputError
+from engine_clients._doctor import Report
+from engine_clients._doctor import diagnose
 from engine_clients.dialects.fixes import fix_for
-from engine_clients.testing import EngineServer, start_llama_embed_server, start_llama_server
+from engine_clients.testing import EngineServer
+from engine_clients.testing import start_llama_embed_server
+from engine_clients.testing import start_llama_server
 
 BUDGET = 120.0
 

@@ -8,13 +8,11 @@ import math
 
 import pytest
 
-from engine_clients import (
-    ContextWindowExceededError,
-    InvalidRequestError,
-    LlamaCppClient,
-    VLLMClient,
-    connect,
-)
+from engine_clients import ContextWindowExceededError
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import VLLMClient
+from engine_clients import connect
 from engine_clients.testing import EngineServer
 
 pytestmark = pytest.mark.integration

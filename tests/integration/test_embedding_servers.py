@@ -20,7 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients.testing import EMBED_KEYWORDS, EMBED_WORDS, EngineServer, start_llama_embed_server
+from engine_clients.testing import EMBED_KEYWORDS
+from engine_clients.testing import EMBED_WORDS
+from engine_clients.testing import EngineServer
+from engine_clients.testing import start_llama_embed_server
 
 N_EMBD = 256
 QUERY = "paris weather"

@@ -12,19 +12,17 @@ from typing import Any
 
 import pytest
 
-from engine_clients import (
-    AuthenticationError,
-    BaseClient,
-    Completion,
-    ContextWindowExceededError,
-    End,
-    HealthStatus,
-    LlamaCppClient,
-    Started,
-    Token,
-    ToolCallDelta,
-    VLLMClient,
-)
+from engine_clients import AuthenticationError
+from engine_clients import BaseClient
+from engine_clients import Completion
+from engine_clients import ContextWindowExceededError
+from engine_clients import End
+from engine_clients import HealthStatus
+from engine_clients import LlamaCppClient
+from engine_clients import Started
+from engine_clients import Token
+from engine_clients import ToolCallDelta
+from engine_clients import VLLMClient
 
 CLIENTS: dict[str, type[BaseClient]] = {"llamacpp": LlamaCppClient, "vllm": VLLMClient}
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 32}

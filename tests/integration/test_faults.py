@@ -11,24 +11,25 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from engine_clients import (
-    End,
-    LlamaCppClient,
-    RateLimitError,
-    Started,
-    StreamError,
-    StreamTimeoutError,
-    Timeouts,
-    Token,
-    VLLMClient,
-)
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import RateLimitError
+from engine_clients import Started
+from engine_clients import StreamError
+from engine_clients import StreamTimeoutError
+from engine_clients import Timeouts
+from engine_clients import Token
+from engine_clients import VLLMClient
 from engine_clients._pool import EnginePool
-from engine_clients.testing import EngineServer, start_llama_server
+from engine_clients.testing import EngineServer
+from engine_clients.testing import start_llama_server
 
 HELLO = " Hello world."
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 32}

@@ -15,25 +15,21 @@ import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
 
-from engine_clients import (
-    EngineUnavailableError,
-    LlamaCppClient,
-    StreamError,
-    StreamTimeoutError,
-    Timeouts,
-    Token,
-    VLLMClient,
-)
+from engine_clients import EngineUnavailableError
+from engine_clients import LlamaCppClient
+from engine_clients import StreamError
+from engine_clients import StreamTimeoutError
+from engine_clients import Timeouts
+from engine_clients import Token
+from engine_clients import VLLMClient
 from engine_clients.testing import EngineServer
-from tests.integration.test_faults import (
-    OK_BODY,
-    Handler,
-    LoopbackServer,
-    dead_url,
-    limited_then_ok,
-    loopback,  # noqa: F401 - the fixture
-    stall_after_one_chunk,
-)
+from tests.integration.test_faults import OK_BODY
+from tests.integration.test_faults import Handler
+from tests.integration.test_faults import LoopbackServer
+from tests.integration.test_faults import dead_url
+from tests.integration.test_faults import limited_then_ok
+from tests.integration.test_faults import loopback  # noqa: F401 - the fixture
+from tests.integration.test_faults import stall_after_one_chunk
 
 pytestmark = pytest.mark.integration
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 32}

@@ -162,7 +162,11 @@ if __name__ == "__main__":  # the fake engine's process: serve, and never import
 
 # ---- the tests ---------------------------------------------------------------------------------------------
 
-from engine_clients import End, LlamaCppClient, Timeouts, Token, VLLMClient  # noqa: E402
+from engine_clients import End  # noqa: E402
+from engine_clients import LlamaCppClient  # noqa: E402
+from engine_clients import Timeouts  # noqa: E402
+from engine_clients import Token  # noqa: E402
+from engine_clients import VLLMClient  # noqa: E402
 from engine_clients._pool import EnginePool  # noqa: E402
 from engine_clients.testing import EngineServer  # noqa: E402
 

@@ -31,10 +31,13 @@ import pytest
 from langchain_selfhosted import ChatLlamaCpp
 
 from engine_clients import LlamaCppClient
-from engine_clients.testing import EngineServer, start_llama_server
+from engine_clients.testing import EngineServer
+from engine_clients.testing import start_llama_server
 from engine_clients.testing.ray_env import run_ray_job
 from engine_clients.testing.router import llama_server_metrics
-from tests.support.doc_examples import Example, example, substitute
+from tests.support.doc_examples import Example
+from tests.support.doc_examples import example
+from tests.support.doc_examples import substitute
 
 pytestmark = pytest.mark.integration
 

@@ -20,29 +20,31 @@ from typing import Any
 import httpx
 import pytest
 from langchain_core.messages import AIMessageChunk
-from langchain_selfhosted import ChatEngine, ChatLlamaCpp
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import ChatLlamaCpp
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
-from engine_clients import (
-    End,
-    EnginePool,
-    InternalServerError,
-    LlamaCppClient,
-    SessionAffinity,
-    StreamError,
-    Token,
-    ToolCallDelta,
-    adetect_engine,
-    connect,
-    detect_engine,
-)
+from engine_clients import End
+from engine_clients import EnginePool
+from engine_clients import InternalServerError
+from engine_clients import LlamaCppClient
+from engine_clients import SessionAffinity
+from engine_clients import StreamError
+from engine_clients import Token
+from engine_clients import ToolCallDelta
+from engine_clients import adetect_engine
+from engine_clients import connect
+from engine_clients import detect_engine
 from engine_clients._detect import PROBE_PATHS
-from engine_clients.testing import DEFAULT_CONTEXT, EngineServer, start_llama_server
-from engine_clients.testing.router import llama_server_metrics, start_vllm_router
+from engine_clients.testing import DEFAULT_CONTEXT
+from engine_clients.testing import EngineServer
+from engine_clients.testing import start_llama_server
+from engine_clients.testing.router import llama_server_metrics
+from engine_clients.testing.router import start_vllm_router
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine_clients import LlamaCppClient, ModelInfo, ModelRequiredError, NotFoundError
-from engine_clients.testing import EngineServer, scripted_models_dir, start_llama_router
+from engine_clients import LlamaCppClient
+from engine_clients import ModelInfo
+from engine_clients import ModelRequiredError
+from engine_clients import NotFoundError
+from engine_clients.testing import EngineServer
+from engine_clients.testing import scripted_models_dir
+from engine_clients.testing import start_llama_router
 
 PLAIN = " Hello world."
 NAMES = ("alpha", "beta")

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients.testing import DEFAULT_CONTEXT, EngineServer
+from engine_clients.testing import DEFAULT_CONTEXT
+from engine_clients.testing import EngineServer
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",

@@ -28,11 +28,16 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients import BaseClient, ChatTemplateError, End, LlamaCppClient, VLLMClient
+from engine_clients import BaseClient
+from engine_clients import ChatTemplateError
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import VLLMClient
 from engine_clients.dialects.history import TemplateRules
 from engine_clients.dialects.templates import rules_from_template
 from engine_clients.testing import EngineServer
-from engine_clients.testing._strict_templates import start_llama_strict_server, start_vllm_strict_server
+from engine_clients.testing._strict_templates import start_llama_strict_server
+from engine_clients.testing._strict_templates import start_vllm_strict_server
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,15 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessageChunk
-from langchain_selfhosted import ChatLlamaCpp, ChatVLLM
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatVLLM
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.llms.selfhosted import LlamaCpp
 
-from engine_clients import End, LlamaCppClient, Timings, VLLMClient
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import Timings
+from engine_clients import VLLMClient
 from engine_clients.testing import EngineServer
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,21 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 from langchain_selfhosted import ChatLlamaCpp
-from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ImageBlock
+from llama_index.core.base.llms.types import TextBlock
 from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
-from engine_clients import End, LlamaCppClient, Token, UnsupportedInputError, VLLMClient
-from engine_clients.testing import VISION_IMAGE_TOKENS, EngineServer
-from tests.integration.test_vision_servers import PNG, PNG_B64
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import Token
+from engine_clients import UnsupportedInputError
+from engine_clients import VLLMClient
+from engine_clients.testing import VISION_IMAGE_TOKENS
+from engine_clients.testing import EngineServer
+from tests.integration.test_vision_servers import PNG
+from tests.integration.test_vision_servers import PNG_B64
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from engine_clients.testing import VISION_IMAGE_TOKENS, VLLM_VISION_IMAGE_TOKENS, EngineServer
+from engine_clients.testing import VISION_IMAGE_TOKENS
+from engine_clients.testing import VLLM_VISION_IMAGE_TOKENS
+from engine_clients.testing import EngineServer
 
 
 def _png(width: int = 24, height: int = 16, rgb: tuple[int, int, int] = (200, 30, 60)) -> bytes:

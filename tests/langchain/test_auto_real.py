@@ -5,7 +5,8 @@ chat with " Hello world."."""
 from __future__ import annotations
 
 import pytest
-from langchain_selfhosted import ChatEngine, EngineTextLLM
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import EngineTextLLM
 
 from engine_clients import EnginePool
 from engine_clients.testing import EngineServer

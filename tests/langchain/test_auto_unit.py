@@ -12,21 +12,27 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from langchain_core.exceptions import ModelConnectionError, ModelInvalidRequestError
+from langchain_core.exceptions import ModelConnectionError
+from langchain_core.exceptions import ModelInvalidRequestError
 from langchain_core.load import dumpd
-from langchain_selfhosted import (
-    ChatEngine,
-    ChatLlamaCpp,
-    ChatTGI,
-    ChatVLLM,
-    EngineTextLLM,
-)
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatTGI
+from langchain_selfhosted import ChatVLLM
+from langchain_selfhosted import EngineTextLLM
 from langchain_selfhosted import errors as lc_errors
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from pydantic import ValidationError
 
 import engine_clients
-from engine_clients import EnginePool, LlamaCppClient, TGIClient, VLLMClient
-from tests.support.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
+from engine_clients import EnginePool
+from engine_clients import LlamaCppClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
+from tests.support.fake_engines import ENGINES
+from tests.support.fake_engines import PROBES
+from tests.support.fake_engines import TEXT_ROUTES
+from tests.support.fake_engines import FakeEngine
 
 BASE = "http://auto.test"
 REPLICAS = ("http://replica-a.test", "http://replica-b.test")

@@ -14,16 +14,24 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from langchain_core.exceptions import (
-    ContextOverflowError,
-    ModelAuthenticationError,
-    ModelConnectionError,
-    ModelInvalidRequestError,
-    ModelRateLimitError,
-)
-from langchain_core.load import dumpd, dumps
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
-from langchain_selfhosted import TGILLM, VLLMLLM, ChatLlamaCpp, ChatTGI, ChatVLLM, LlamaCppLLM
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.exceptions import ModelAuthenticationError
+from langchain_core.exceptions import ModelConnectionError
+from langchain_core.exceptions import ModelInvalidRequestError
+from langchain_core.exceptions import ModelRateLimitError
+from langchain_core.load import dumpd
+from langchain_core.load import dumps
+from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import HumanMessage
+from langchain_core.messages import SystemMessage
+from langchain_core.messages import ToolMessage
+from langchain_selfhosted import TGILLM
+from langchain_selfhosted import VLLMLLM
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatTGI
+from langchain_selfhosted import ChatVLLM
+from langchain_selfhosted import LlamaCppLLM
 from langchain_selfhosted import errors as lc_errors
 from pydantic import BaseModel
 

@@ -12,14 +12,12 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
-from langchain_selfhosted import (
-    ChatLlamaCpp,
-    LlamaCppEmbeddings,
-    SelfHostedRerank,
-    SGLangEmbeddings,
-    TEIEmbeddings,
-    VLLMEmbeddings,
-)
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import LlamaCppEmbeddings
+from langchain_selfhosted import SelfHostedRerank
+from langchain_selfhosted import SGLangEmbeddings
+from langchain_selfhosted import TEIEmbeddings
+from langchain_selfhosted import VLLMEmbeddings
 from langchain_selfhosted.errors import ContextWindowExceededError
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests

@@ -9,12 +9,19 @@ from typing import Any
 
 import pytest
 import respx
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
-from langchain_selfhosted import ChatEngine, ChatVLLM
+from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import BaseMessage
+from langchain_core.messages import HumanMessage
+from langchain_core.messages import SystemMessage
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import ChatVLLM
 from langchain_selfhosted import errors as lc_errors
 
 from engine_clients.dialects.history import TemplateRules
-from tests.support.strict_vllm import LEAK, MERGED, sent_roles, serve
+from tests.support.strict_vllm import LEAK
+from tests.support.strict_vllm import MERGED
+from tests.support.strict_vllm import sent_roles
+from tests.support.strict_vllm import serve
 
 BASE = "http://engine.test"
 CHAT = f"{BASE}/v1/chat/completions"

@@ -14,7 +14,9 @@ import pytest
 import respx
 from langchain_core.exceptions import ModelInvalidRequestError
 from langchain_core.messages import HumanMessage
-from langchain_selfhosted import ChatLlamaCpp, ChatTGI, ChatVLLM
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatTGI
+from langchain_selfhosted import ChatVLLM
 from langchain_selfhosted.errors import UnsupportedInputError
 
 import engine_clients

@@ -6,12 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from langchain_core.exceptions import ContextOverflowError, ModelAuthenticationError
-from langchain_core.messages import HumanMessage, ToolMessage
-from langchain_selfhosted import VLLMLLM, ChatLlamaCpp, ChatVLLM, LlamaCppLLM
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.exceptions import ModelAuthenticationError
+from langchain_core.messages import HumanMessage
+from langchain_core.messages import ToolMessage
+from langchain_selfhosted import VLLMLLM
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatVLLM
+from langchain_selfhosted import LlamaCppLLM
 
 import engine_clients
-from engine_clients.testing import DEFAULT_CONTEXT, EngineServer
+from engine_clients.testing import DEFAULT_CONTEXT
+from engine_clients.testing import EngineServer
 
 pytestmark = pytest.mark.integration
 

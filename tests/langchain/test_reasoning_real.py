@@ -13,11 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
-from langchain_selfhosted import ChatLlamaCpp, ChatVLLM
+from langchain_core.messages import AIMessage
+from langchain_core.messages import HumanMessage
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatVLLM
 from pydantic import BaseModel
 
-from engine_clients import LlamaCppClient, VLLMClient
+from engine_clients import LlamaCppClient
+from engine_clients import VLLMClient
 from engine_clients.testing import EngineServer
 
 THINKING = "The user says hello."

@@ -10,20 +10,21 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from langchain_core.messages import AIMessage, HumanMessage
-from langchain_selfhosted import ChatLlamaCpp, ChatTGI, ChatVLLM
+from langchain_core.messages import AIMessage
+from langchain_core.messages import HumanMessage
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatTGI
+from langchain_selfhosted import ChatVLLM
 from pydantic import BaseModel
 
-from tests.langchain.test_chat_unit import (
-    BASE,
-    CHAT,
-    answer,
-    body_of,
-    call,
-    chunk,
-    merged,
-    stream_response,
-)
+from tests.langchain.test_chat_unit import BASE
+from tests.langchain.test_chat_unit import CHAT
+from tests.langchain.test_chat_unit import answer
+from tests.langchain.test_chat_unit import body_of
+from tests.langchain.test_chat_unit import call
+from tests.langchain.test_chat_unit import chunk
+from tests.langchain.test_chat_unit import merged
+from tests.langchain.test_chat_unit import stream_response
 
 DETAILED_USAGE = {
     "prompt_tokens": 9,

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatVLLM
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatVLLM
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from engine_clients.testing import EngineServer

@@ -15,15 +15,14 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
-from langchain_selfhosted import (
-    ChatEngine,
-    ChatSGLang,
-    EngineTextLLM,
-    SelfHostedRerank,
-    SGLangEmbeddings,
-    SGLangLLM,
-)
-from langchain_tests.integration_tests import ChatModelIntegrationTests, EmbeddingsIntegrationTests
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import ChatSGLang
+from langchain_selfhosted import EngineTextLLM
+from langchain_selfhosted import SelfHostedRerank
+from langchain_selfhosted import SGLangEmbeddings
+from langchain_selfhosted import SGLangLLM
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 
 from engine_clients.testing import _fake_sglang_answers as script
 from engine_clients.testing.fake_sglang import FakeSGLang

@@ -8,8 +8,13 @@ from unittest import mock
 
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_core.load import dumpd, load
-from langchain_selfhosted import ChatEngine, ChatLlamaCpp, ChatSGLang, ChatTGI, ChatVLLM
+from langchain_core.load import dumpd
+from langchain_core.load import load
+from langchain_selfhosted import ChatEngine
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatSGLang
+from langchain_selfhosted import ChatTGI
+from langchain_selfhosted import ChatVLLM
 from langchain_tests.unit_tests import ChatModelUnitTests
 from syrupy.assertion import SnapshotAssertion
 

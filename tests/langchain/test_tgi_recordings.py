@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 import httpx
 import pytest
 import respx
 from langchain_core.exceptions import ModelInvalidRequestError
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
-)
-from langchain_selfhosted import TGILLM, ChatTGI
-from pydantic import BaseModel, Field
+from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import BaseMessage
+from langchain_core.messages import HumanMessage
+from langchain_core.messages import SystemMessage
+from langchain_core.messages import ToolMessage
+from langchain_selfhosted import TGILLM
+from langchain_selfhosted import ChatTGI
+from pydantic import BaseModel
+from pydantic import Field
 
 from engine_clients import InvalidRequestError
 from tests.support import tgi_recordings as rec

@@ -11,7 +11,12 @@ import httpx
 import pytest
 import respx
 from langchain_core.exceptions import ModelInvalidRequestError
-from langchain_selfhosted import TGILLM, VLLMLLM, ChatLlamaCpp, ChatTGI, ChatVLLM, LlamaCppLLM
+from langchain_selfhosted import TGILLM
+from langchain_selfhosted import VLLMLLM
+from langchain_selfhosted import ChatLlamaCpp
+from langchain_selfhosted import ChatTGI
+from langchain_selfhosted import ChatVLLM
+from langchain_selfhosted import LlamaCppLLM
 
 from engine_clients import InvalidRequestError
 from tests.support.openapi import validate_request

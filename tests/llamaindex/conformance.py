@@ -14,20 +14,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from llama_index.core.agent.workflow import AgentStream, FunctionAgent, ToolCallResult
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, ToolCallBlock
-from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+from llama_index.core.agent.workflow import AgentStream
+from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.agent.workflow import ToolCallResult
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import CompletionResponse
+from llama_index.core.base.llms.types import ToolCallBlock
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks import TokenCountingHandler
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.core.instrumentation.events.llm import (
-    LLMChatEndEvent,
-    LLMChatInProgressEvent,
-    LLMChatStartEvent,
-    LLMCompletionEndEvent,
-    LLMCompletionStartEvent,
-    LLMStructuredPredictEndEvent,
-    LLMStructuredPredictStartEvent,
-)
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
+from llama_index.core.instrumentation.events.llm import LLMChatInProgressEvent
+from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
+from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent
+from llama_index.core.instrumentation.events.llm import LLMCompletionStartEvent
+from llama_index.core.instrumentation.events.llm import LLMStructuredPredictEndEvent
+from llama_index.core.instrumentation.events.llm import LLMStructuredPredictStartEvent
 from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -475,7 +479,8 @@ class LlamaIndexConformance:
         assert f"{type(llm).__name__}.acomplete" in names
 
     async def test_callback_manager_llm_event(self, backend: Backend) -> None:
-        from llama_index.core.callbacks import CBEventType, LlamaDebugHandler
+        from llama_index.core.callbacks import CBEventType
+        from llama_index.core.callbacks import LlamaDebugHandler
 
         expect = backend.serve("chat")
         llm = backend.llm()

@@ -16,19 +16,23 @@ import respx
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.selfhosted import TGI, VLLM, EngineLLM, LlamaCpp
+from llama_index.llms.selfhosted import TGI
+from llama_index.llms.selfhosted import VLLM
+from llama_index.llms.selfhosted import EngineLLM
+from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
-from engine_clients import (
-    EngineDetectionError,
-    EnginePool,
-    EngineUnavailableError,
-    InvalidRequestError,
-    LlamaCppClient,
-    TGIClient,
-    VLLMClient,
-)
-from tests.support.fake_engines import ENGINES, PROBES, TEXT_ROUTES, FakeEngine
+from engine_clients import EngineDetectionError
+from engine_clients import EnginePool
+from engine_clients import EngineUnavailableError
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
+from tests.support.fake_engines import ENGINES
+from tests.support.fake_engines import PROBES
+from tests.support.fake_engines import TEXT_ROUTES
+from tests.support.fake_engines import FakeEngine
 
 BASE = "http://auto.test"
 REPLICAS = ("http://replica-a.test", "http://replica-b.test")

@@ -8,7 +8,8 @@ import json
 import httpx
 import pytest
 import respx
-from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.schema import TextNode
 from llama_index.embeddings.selfhosted import TEIEmbedding
 from llama_index.postprocessor.selfhosted_rerank import SelfHostedRerank
 

@@ -9,13 +9,20 @@ from collections.abc import Iterator
 
 import pytest
 import respx
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole, ToolCallBlock
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import MessageRole
+from llama_index.core.base.llms.types import ToolCallBlock
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.selfhosted import VLLM, EngineLLM
+from llama_index.llms.selfhosted import VLLM
+from llama_index.llms.selfhosted import EngineLLM
 
 from engine_clients import ChatTemplateError
 from engine_clients.dialects.history import TemplateRules
-from tests.support.strict_vllm import LEAK, MERGED, sent_roles, serve
+from tests.support.strict_vllm import LEAK
+from tests.support.strict_vllm import MERGED
+from tests.support.strict_vllm import sent_roles
+from tests.support.strict_vllm import serve
 
 URL = "http://engine.test"
 CHAT = f"{URL}/v1/chat/completions"

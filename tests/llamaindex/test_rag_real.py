@@ -6,9 +6,13 @@ vocabulary so the right one is known: "weather in paris today" shares two keywor
 from __future__ import annotations
 
 import pytest
-from llama_index.core import Document, VectorStoreIndex
-from llama_index.core.schema import NodeWithScore, TextNode
-from llama_index.embeddings.selfhosted import LlamaCppEmbedding, TEIEmbedding, VLLMEmbedding
+from llama_index.core import Document
+from llama_index.core import VectorStoreIndex
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.schema import TextNode
+from llama_index.embeddings.selfhosted import LlamaCppEmbedding
+from llama_index.embeddings.selfhosted import TEIEmbedding
+from llama_index.embeddings.selfhosted import VLLMEmbedding
 from llama_index.llms.selfhosted import LlamaCpp
 from llama_index.postprocessor.selfhosted_rerank import SelfHostedRerank
 

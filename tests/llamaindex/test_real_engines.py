@@ -13,16 +13,26 @@ from typing import Any
 
 import httpx
 import pytest
-from llama_index.core import Document, Settings, SummaryIndex
-from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
+from llama_index.core import Document
+from llama_index.core import Settings
+from llama_index.core import SummaryIndex
+from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.agent.workflow import ToolCallResult
 from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks import TokenCountingHandler
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.selfhosted import VLLM, EngineLLM, LlamaCpp
+from llama_index.llms.selfhosted import VLLM
+from llama_index.llms.selfhosted import EngineLLM
+from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
-from engine_clients.testing import DEFAULT_CONTEXT, EngineServer
-from tests.llamaindex.conformance import Backend, Expect, LlamaIndexConformance, Weather
+from engine_clients.testing import DEFAULT_CONTEXT
+from engine_clients.testing import EngineServer
+from tests.llamaindex.conformance import Backend
+from tests.llamaindex.conformance import Expect
+from tests.llamaindex.conformance import LlamaIndexConformance
+from tests.llamaindex.conformance import Weather
 
 pytestmark = pytest.mark.integration
 

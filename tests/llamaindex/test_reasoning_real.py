@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from llama_index.core.base.llms.types import ChatMessage, ThinkingBlock
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ThinkingBlock
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.selfhosted import VLLM, LlamaCpp
+from llama_index.llms.selfhosted import VLLM
+from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
 from engine_clients.testing import EngineServer

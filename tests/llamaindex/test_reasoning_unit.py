@@ -10,9 +10,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from llama_index.core.base.llms.types import ChatMessage, TextBlock, ThinkingBlock
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import TextBlock
+from llama_index.core.base.llms.types import ThinkingBlock
 from llama_index.core.prompts import PromptTemplate
-from llama_index.llms.selfhosted import TGI, VLLM, LlamaCpp
+from llama_index.llms.selfhosted import TGI
+from llama_index.llms.selfhosted import VLLM
+from llama_index.llms.selfhosted import LlamaCpp
 from pydantic import BaseModel
 
 from tests.support.fake_engines import chat_answer

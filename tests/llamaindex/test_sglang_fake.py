@@ -15,15 +15,21 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.schema import QueryBundle
+from llama_index.core.schema import TextNode
 from llama_index.embeddings.selfhosted import SGLangEmbedding
-from llama_index.llms.selfhosted import EngineLLM, SGLang
+from llama_index.llms.selfhosted import EngineLLM
+from llama_index.llms.selfhosted import SGLang
 from llama_index.postprocessor.selfhosted_rerank import SelfHostedRerank
 
 from engine_clients import SGLangClient
 from engine_clients.testing import _fake_sglang_answers as script
 from engine_clients.testing.fake_sglang import FakeSGLang
-from tests.llamaindex.conformance import Backend, Expect, LlamaIndexConformance, Weather
+from tests.llamaindex.conformance import Backend
+from tests.llamaindex.conformance import Expect
+from tests.llamaindex.conformance import LlamaIndexConformance
+from tests.llamaindex.conformance import Weather
 from tests.llamaindex.test_real_engines import weather_tool
 
 HELLO = "".join(script.PIECES)

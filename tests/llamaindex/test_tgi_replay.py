@@ -14,7 +14,11 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.selfhosted import TGI
 
-from tests.llamaindex.conformance import Backend, Expect, LlamaIndexConformance, Person, Weather
+from tests.llamaindex.conformance import Backend
+from tests.llamaindex.conformance import Expect
+from tests.llamaindex.conformance import LlamaIndexConformance
+from tests.llamaindex.conformance import Person
+from tests.llamaindex.conformance import Weather
 from tests.support import tgi_recordings as rec
 from tests.support.openapi import validate_request
 

@@ -14,45 +14,45 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from llama_index.core.base.llms.types import (
-    AudioBlock,
-    ChatMessage,
-    ChatResponse,
-    DocumentBlock,
-    ImageBlock,
-    MessageRole,
-    TextBlock,
-    ThinkingBlock,
-    ToolCallBlock,
-)
-from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+from llama_index.core.base.llms.types import AudioBlock
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import DocumentBlock
+from llama_index.core.base.llms.types import ImageBlock
+from llama_index.core.base.llms.types import MessageRole
+from llama_index.core.base.llms.types import TextBlock
+from llama_index.core.base.llms.types import ThinkingBlock
+from llama_index.core.base.llms.types import ToolCallBlock
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks import CBEventType
+from llama_index.core.callbacks import LlamaDebugHandler
 from llama_index.core.prompts import PromptTemplate
-from llama_index.llms.selfhosted import TGI, VLLM, EngineLLM, InvalidToolCallError, LlamaCpp
+from llama_index.llms.selfhosted import TGI
+from llama_index.llms.selfhosted import VLLM
+from llama_index.llms.selfhosted import EngineLLM
+from llama_index.llms.selfhosted import InvalidToolCallError
+from llama_index.llms.selfhosted import LlamaCpp
 from llama_index.llms.selfhosted._base import _context_window
-from llama_index.llms.selfhosted._convert import (
-    ChatStreamAssembler,
-    chat_response,
-    keep_first_tool_call,
-    to_engine_message,
-    tool_selections,
-)
+from llama_index.llms.selfhosted._convert import ChatStreamAssembler
+from llama_index.llms.selfhosted._convert import chat_response
+from llama_index.llms.selfhosted._convert import keep_first_tool_call
+from llama_index.llms.selfhosted._convert import to_engine_message
+from llama_index.llms.selfhosted._convert import tool_selections
 
-from engine_clients import (
-    Completion,
-    End,
-    EngineInfo,
-    InvalidRequestError,
-    LlamaCppClient,
-    Started,
-    StreamError,
-    TGIClient,
-    Token,
-    ToolCall,
-    ToolCallDelta,
-    TopLogprob,
-    Usage,
-    VLLMClient,
-)
+from engine_clients import Completion
+from engine_clients import End
+from engine_clients import EngineInfo
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import Started
+from engine_clients import StreamError
+from engine_clients import TGIClient
+from engine_clients import Token
+from engine_clients import ToolCall
+from engine_clients import ToolCallDelta
+from engine_clients import TopLogprob
+from engine_clients import Usage
+from engine_clients import VLLMClient
 from tests.support import tgi_recordings as rec
 from tests.support.fake_engines import chat_answer
 

@@ -47,7 +47,8 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS30Validator
-from referencing import Registry, Resource
+from referencing import Registry
+from referencing import Resource
 from referencing.jsonschema import DRAFT4
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "tgi-openapi.json"

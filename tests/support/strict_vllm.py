@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import respx
 
-from tests.support.mock_streams import event_stream, sse
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 REFUSAL = {
     "object": "error",

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from openapi_schema_validator import OAS30Validator
-from referencing import Registry, Resource
+from referencing import Registry
+from referencing import Resource
 from referencing.jsonschema import DRAFT4
 
 from .openapi import _normalise

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any
+from typing import Literal
+from typing import TypedDict
 
 SNAPSHOTS_DIR = Path(__file__).resolve().parents[1] / "data" / "tgi" / "snapshots"
 

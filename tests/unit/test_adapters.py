@@ -14,17 +14,15 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    AdapterNotFoundError,
-    BadRequestError,
-    InvalidRequestError,
-    LlamaCppClient,
-    ModelRequiredError,
-    NotFoundError,
-    SGLangClient,
-    TGIClient,
-    VLLMClient,
-)
+from engine_clients import AdapterNotFoundError
+from engine_clients import BadRequestError
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import ModelRequiredError
+from engine_clients import NotFoundError
+from engine_clients import SGLangClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
 
 URL = "http://engine.test"
 CHAT = {

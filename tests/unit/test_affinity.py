@@ -12,13 +12,11 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    InvalidRequestError,
-    LlamaCppClient,
-    SessionAffinity,
-    TGIClient,
-    VLLMClient,
-)
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import SessionAffinity
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
 
 URL = "http://router.test"
 CHAT = {

@@ -8,8 +8,10 @@ import inspect
 
 import pytest
 
-from engine_clients import BaseClient, VLLMClient
-from engine_clients._call_args import chat_call, generate_call
+from engine_clients import BaseClient
+from engine_clients import VLLMClient
+from engine_clients._call_args import chat_call
+from engine_clients._call_args import generate_call
 
 CHAT = ["chat", "achat", "chat_stream", "achat_stream", "build_chat"]
 GENERATE = ["generate", "agenerate", "generate_stream", "agenerate_stream", "build_generate"]

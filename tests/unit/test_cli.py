@@ -12,10 +12,13 @@ import httpx
 import pytest
 import respx
 
-from engine_clients._cli import main, parser
+from engine_clients._cli import main
+from engine_clients._cli import parser
 from engine_clients._cli.demo import argument_problem
-from engine_clients._loadtest import Stat, loadtest
-from tests.support.fake_engines import LLAMACPP_MODELS, LLAMACPP_PROPS
+from engine_clients._loadtest import Stat
+from engine_clients._loadtest import loadtest
+from tests.support.fake_engines import LLAMACPP_MODELS
+from tests.support.fake_engines import LLAMACPP_PROPS
 from tests.support.mock_streams import sse
 
 URL = "http://engine.test:8080"

@@ -10,15 +10,17 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import EngineError, EngineUnavailableError, LlamaCppClient, TGIClient, VLLMClient
-from engine_clients._detect import (
-    EngineDetectionError,
-    aconnect,
-    adetect_engine,
-    client_class,
-    connect,
-    detect_engine,
-)
+from engine_clients import EngineError
+from engine_clients import EngineUnavailableError
+from engine_clients import LlamaCppClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
+from engine_clients._detect import EngineDetectionError
+from engine_clients._detect import aconnect
+from engine_clients._detect import adetect_engine
+from engine_clients._detect import client_class
+from engine_clients._detect import connect
+from engine_clients._detect import detect_engine
 from engine_clients.errors import InvalidRequestError
 
 URL = "http://engine.test:8000"

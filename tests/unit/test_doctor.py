@@ -16,14 +16,23 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import AuthenticationError, EngineDetectionAuthError, EngineDetectionError, connect
-from engine_clients._doctor import Report, diagnose
-from engine_clients.dialects.fixes import FIXES, fix_for, fix_for_error
+from engine_clients import AuthenticationError
+from engine_clients import EngineDetectionAuthError
+from engine_clients import EngineDetectionError
+from engine_clients import connect
+from engine_clients._doctor import Report
+from engine_clients._doctor import diagnose
+from engine_clients.dialects.fixes import FIXES
+from engine_clients.dialects.fixes import fix_for
+from engine_clients.dialects.fixes import fix_for_error
 from engine_clients.dialects.llamacpp import LlamaCppDialect
 from engine_clients.dialects.vllm import VLLMDialect
-from engine_clients.errors import InternalServerError, UnsupportedInputError
+from engine_clients.errors import InternalServerError
+from engine_clients.errors import UnsupportedInputError
 from tests.support import tgi_recordings as rec
-from tests.support.fake_engines import TGI_INFO, VLLM_MODELS, VLLM_VERSION
+from tests.support.fake_engines import TGI_INFO
+from tests.support.fake_engines import VLLM_MODELS
+from tests.support.fake_engines import VLLM_VERSION
 from tests.support.mock_streams import sse
 from tests.support.openapi import validate_request
 

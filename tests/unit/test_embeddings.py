@@ -10,16 +10,14 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    ContextWindowExceededError,
-    EngineError,
-    EnginePool,
-    InvalidRequestError,
-    LlamaCppClient,
-    MalformedResponseError,
-    TEIClient,
-    VLLMClient,
-)
+from engine_clients import ContextWindowExceededError
+from engine_clients import EngineError
+from engine_clients import EnginePool
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import MalformedResponseError
+from engine_clients import TEIClient
+from engine_clients import VLLMClient
 from tests.support.tei_openapi import validate_request
 
 URL = "http://tei.test"
@@ -293,7 +291,8 @@ def test_bad_arguments() -> None:
 
 
 def test_connect_detects_tei() -> None:
-    from engine_clients import client_class, connect
+    from engine_clients import client_class
+    from engine_clients import connect
 
     with respx.mock(base_url=URL, assert_all_called=False) as mock:
         mock.get("/info").respond(json=INFO)

@@ -8,20 +8,20 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    AuthenticationError,
-    BadRequestError,
-    ContextWindowExceededError,
-    EngineUnavailableError,
-    InternalServerError,
-    LlamaCppClient,
-    ModelLoadingError,
-    NotFoundError,
-    RateLimitError,
-    TGIClient,
-    VLLMClient,
-)
-from engine_clients.dialects import LlamaCppDialect, TGIDialect, VLLMDialect
+from engine_clients import AuthenticationError
+from engine_clients import BadRequestError
+from engine_clients import ContextWindowExceededError
+from engine_clients import EngineUnavailableError
+from engine_clients import InternalServerError
+from engine_clients import LlamaCppClient
+from engine_clients import ModelLoadingError
+from engine_clients import NotFoundError
+from engine_clients import RateLimitError
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
+from engine_clients.dialects import LlamaCppDialect
+from engine_clients.dialects import TGIDialect
+from engine_clients.dialects import VLLMDialect
 
 CASES: list[tuple[Any, int, bytes, type, str]] = [
     # TGI flat {error, error_type}

@@ -16,12 +16,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from engine_clients import EngineError, MalformedResponseError
-from engine_clients._sse import SSEDecoder, SSEEvent
-from engine_clients.dialects import LlamaCppDialect, TGIDialect, VLLMDialect
+from engine_clients import EngineError
+from engine_clients import MalformedResponseError
+from engine_clients._sse import SSEDecoder
+from engine_clients._sse import SSEEvent
+from engine_clients.dialects import LlamaCppDialect
+from engine_clients.dialects import TGIDialect
+from engine_clients.dialects import VLLMDialect
 from engine_clients.dialects.base import Dialect
 
 DIALECTS = [TGIDialect, VLLMDialect, LlamaCppDialect]

@@ -16,16 +16,14 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    End,
-    InvalidRequestError,
-    LlamaCppClient,
-    MediaTooLargeError,
-    TGIClient,
-    Token,
-    UnsupportedInputError,
-    VLLMClient,
-)
+from engine_clients import End
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import MediaTooLargeError
+from engine_clients import TGIClient
+from engine_clients import Token
+from engine_clients import UnsupportedInputError
+from engine_clients import VLLMClient
 from tests.support.openapi import validate_request
 
 PNG = base64.b64decode(

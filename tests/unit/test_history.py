@@ -5,17 +5,29 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from engine_clients import BadRequestError, ChatTemplateError, InternalServerError
-from engine_clients.dialects import LlamaCppDialect, TGIDialect, VLLMDialect
-from engine_clients.dialects.history import FittedHistory, HistoryChange, TemplateRules, fit_history
-from engine_clients.dialects.templates import rules_from_template, template_fix, template_rule_of
+from engine_clients import BadRequestError
+from engine_clients import ChatTemplateError
+from engine_clients import InternalServerError
+from engine_clients.dialects import LlamaCppDialect
+from engine_clients.dialects import TGIDialect
+from engine_clients.dialects import VLLMDialect
+from engine_clients.dialects.history import FittedHistory
+from engine_clients.dialects.history import HistoryChange
+from engine_clients.dialects.history import TemplateRules
+from engine_clients.dialects.history import fit_history
+from engine_clients.dialects.templates import rules_from_template
+from engine_clients.dialects.templates import template_fix
+from engine_clients.dialects.templates import template_rule_of
 
 TEXT_TYPES = ("text", "input_text", "output_text")
 

@@ -12,16 +12,15 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    BaseClient,
-    ChatTemplateError,
-    InvalidRequestError,
-    LlamaCppClient,
-    TGIClient,
-    VLLMClient,
-)
+from engine_clients import BaseClient
+from engine_clients import ChatTemplateError
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
 from engine_clients.dialects.history import TemplateRules
-from tests.support.mock_streams import event_stream, sse
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 URL = "http://engine.test"
 HISTORY: list[dict[str, Any]] = [

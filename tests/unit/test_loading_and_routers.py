@@ -11,17 +11,16 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    EnginePool,
-    EngineUnavailableError,
-    InternalServerError,
-    LlamaCppClient,
-    ModelLoadingError,
-    Timeouts,
-    UpstreamUnreachableError,
-    VLLMClient,
-)
-from tests.support.mock_streams import event_stream, sse
+from engine_clients import EnginePool
+from engine_clients import EngineUnavailableError
+from engine_clients import InternalServerError
+from engine_clients import LlamaCppClient
+from engine_clients import ModelLoadingError
+from engine_clients import Timeouts
+from engine_clients import UpstreamUnreachableError
+from engine_clients import VLLMClient
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 L = "http://llama.test"
 V = "http://vllm.test"

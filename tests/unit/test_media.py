@@ -13,17 +13,17 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    ChatMessage,
-    InvalidRequestError,
-    LlamaCppClient,
-    MediaTooLargeError,
-    TGIClient,
-    ToolCall,
-    UnsupportedInputError,
-    VLLMClient,
-)
-from engine_clients.dialects import LlamaCppDialect, TGIDialect, VLLMDialect
+from engine_clients import ChatMessage
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import MediaTooLargeError
+from engine_clients import TGIClient
+from engine_clients import ToolCall
+from engine_clients import UnsupportedInputError
+from engine_clients import VLLMClient
+from engine_clients.dialects import LlamaCppDialect
+from engine_clients.dialects import TGIDialect
+from engine_clients.dialects import VLLMDialect
 from tests.support.openapi import validate_request
 
 PNG = base64.b64decode(

@@ -14,14 +14,24 @@ import respx
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace import StatusCode
 
-from engine_clients import BadRequestError, End, LlamaCppClient, StreamError, TGIClient, VLLMClient, _otel
+from engine_clients import BadRequestError
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import StreamError
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
+from engine_clients import _otel
 from tests.support.mock_streams import BrokenStream
-from tests.unit.test_timings import LLAMA_STREAM, Chunks, llama_answer
+from tests.unit.test_timings import LLAMA_STREAM
+from tests.unit.test_timings import Chunks
+from tests.unit.test_timings import llama_answer
 
 LLAMA = "http://llama.test:8080"
 SSE = {"content-type": "text/event-stream"}

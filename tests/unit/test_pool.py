@@ -9,27 +9,31 @@ import pickle
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    BadRequestError,
-    End,
-    EngineUnavailableError,
-    HealthStatus,
-    LlamaCppClient,
-    RateLimitError,
-    Started,
-    StreamError,
-    Token,
-    VLLMClient,
-)
-from engine_clients._pool import EnginePool, Percentiles, PoolExhaustedError, PoolStats
-from tests.support.mock_streams import BrokenStream, event_stream, sse
+from engine_clients import BadRequestError
+from engine_clients import End
+from engine_clients import EngineUnavailableError
+from engine_clients import HealthStatus
+from engine_clients import LlamaCppClient
+from engine_clients import RateLimitError
+from engine_clients import Started
+from engine_clients import StreamError
+from engine_clients import Token
+from engine_clients import VLLMClient
+from engine_clients._pool import EnginePool
+from engine_clients._pool import Percentiles
+from engine_clients._pool import PoolExhaustedError
+from engine_clients._pool import PoolStats
+from tests.support.mock_streams import BrokenStream
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 R = ["http://r0.test", "http://r1.test", "http://r2.test"]
 CHAT = "/v1/chat/completions"

@@ -12,24 +12,24 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    ChatMessage,
-    End,
-    EnginePool,
-    InvalidRequestError,
-    LlamaCppClient,
-    Reasoning,
-    Started,
-    StreamError,
-    StreamTimeoutError,
-    TGIClient,
-    ThinkTags,
-    Token,
-    ToolCallDelta,
-    VLLMClient,
-)
+from engine_clients import ChatMessage
+from engine_clients import End
+from engine_clients import EnginePool
+from engine_clients import InvalidRequestError
+from engine_clients import LlamaCppClient
+from engine_clients import Reasoning
+from engine_clients import Started
+from engine_clients import StreamError
+from engine_clients import StreamTimeoutError
+from engine_clients import TGIClient
+from engine_clients import ThinkTags
+from engine_clients import Token
+from engine_clients import ToolCallDelta
+from engine_clients import VLLMClient
 from engine_clients._clients import BaseClient
-from tests.support.mock_streams import BrokenStream, event_stream, sse
+from tests.support.mock_streams import BrokenStream
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 URL = "http://engine.test"
 CHAT = f"{URL}/v1/chat/completions"

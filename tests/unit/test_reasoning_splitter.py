@@ -9,10 +9,15 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from engine_clients import InvalidRequestError, ThinkSplitter, ThinkTags, split_reasoning
+from engine_clients import InvalidRequestError
+from engine_clients import ThinkSplitter
+from engine_clients import ThinkTags
+from engine_clients import split_reasoning
 
 FAST = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 PAIRS = [

@@ -5,16 +5,14 @@ from typing import Any
 import pydantic
 import pytest
 
-from engine_clients import (
-    Grammar,
-    InvalidRequestError,
-    JsonObject,
-    JsonSchema,
-    LlamaCppClient,
-    Regex,
-    TGIClient,
-    VLLMClient,
-)
+from engine_clients import Grammar
+from engine_clients import InvalidRequestError
+from engine_clients import JsonObject
+from engine_clients import JsonSchema
+from engine_clients import LlamaCppClient
+from engine_clients import Regex
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
 
 TGI = TGIClient("http://tgi.test")
 VLLM = VLLMClient("http://vllm.test")

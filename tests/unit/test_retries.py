@@ -7,27 +7,29 @@ import asyncio
 import builtins
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    AuthenticationError,
-    BadRequestError,
-    EngineUnavailableError,
-    InternalServerError,
-    LlamaCppClient,
-    NotFoundError,
-    RateLimitError,
-    StreamError,
-    TimeoutError,
-    VLLMClient,
-)
-from engine_clients._transport import MAX_RETRY_WAIT, parse_retry_after
-from tests.support.mock_streams import BrokenStream, event_stream, sse
+from engine_clients import AuthenticationError
+from engine_clients import BadRequestError
+from engine_clients import EngineUnavailableError
+from engine_clients import InternalServerError
+from engine_clients import LlamaCppClient
+from engine_clients import NotFoundError
+from engine_clients import RateLimitError
+from engine_clients import StreamError
+from engine_clients import TimeoutError
+from engine_clients import VLLMClient
+from engine_clients._transport import MAX_RETRY_WAIT
+from engine_clients._transport import parse_retry_after
+from tests.support.mock_streams import BrokenStream
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 V = "http://vllm.test"
 CHAT = f"{V}/v1/chat/completions"

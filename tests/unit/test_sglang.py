@@ -10,23 +10,22 @@ from typing import Any
 
 import pytest
 
-from engine_clients import (
-    AuthenticationError,
-    BadRequestError,
-    ContextWindowExceededError,
-    End,
-    HealthStatus,
-    InternalServerError,
-    Reasoning,
-    SGLangClient,
-    Started,
-    StreamError,
-    Token,
-    ToolCallDelta,
-    UnsupportedInputError,
-    connect,
-)
-from engine_clients.testing.fake_sglang import FakeSGLang, start_fake_sglang
+from engine_clients import AuthenticationError
+from engine_clients import BadRequestError
+from engine_clients import ContextWindowExceededError
+from engine_clients import End
+from engine_clients import HealthStatus
+from engine_clients import InternalServerError
+from engine_clients import Reasoning
+from engine_clients import SGLangClient
+from engine_clients import Started
+from engine_clients import StreamError
+from engine_clients import Token
+from engine_clients import ToolCallDelta
+from engine_clients import UnsupportedInputError
+from engine_clients import connect
+from engine_clients.testing.fake_sglang import FakeSGLang
+from engine_clients.testing.fake_sglang import start_fake_sglang
 
 MODES = ["sync", "async"]
 WEATHER = {

@@ -11,15 +11,13 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    BadRequestError,
-    ContextWindowExceededError,
-    End,
-    InternalServerError,
-    SGLangClient,
-    StreamError,
-    Token,
-)
+from engine_clients import BadRequestError
+from engine_clients import ContextWindowExceededError
+from engine_clients import End
+from engine_clients import InternalServerError
+from engine_clients import SGLangClient
+from engine_clients import StreamError
+from engine_clients import Token
 from engine_clients._sse import SSEEvent
 from engine_clients.dialects.sglang import SGLangDialect
 

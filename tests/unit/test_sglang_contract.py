@@ -9,10 +9,23 @@ from typing import Any
 
 import pytest
 
-from engine_clients import Grammar, InvalidRequestError, JsonObject, JsonSchema, Regex, SGLangClient, Tool
+from engine_clients import Grammar
+from engine_clients import InvalidRequestError
+from engine_clients import JsonObject
+from engine_clients import JsonSchema
+from engine_clients import Regex
+from engine_clients import SGLangClient
+from engine_clients import Tool
 from engine_clients.dialects.openai_compat import COMMON_CHAT_PARAMS
-from engine_clients.dialects.sglang import _CHAT_EXTRAS, _SAMPLING, _TOP_LEVEL, SGLangDialect
-from tests.support.sglang_contract import MODELS, errors, properties, schema, validate
+from engine_clients.dialects.sglang import _CHAT_EXTRAS
+from engine_clients.dialects.sglang import _SAMPLING
+from engine_clients.dialects.sglang import _TOP_LEVEL
+from engine_clients.dialects.sglang import SGLangDialect
+from tests.support.sglang_contract import MODELS
+from tests.support.sglang_contract import errors
+from tests.support.sglang_contract import properties
+from tests.support.sglang_contract import schema
+from tests.support.sglang_contract import validate
 
 URL = "http://sglang.test:30000"
 WEATHER = Tool(

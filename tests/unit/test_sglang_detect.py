@@ -12,10 +12,20 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import SGLangClient, aconnect, adetect_engine, client_class, connect, detect_engine
-from engine_clients._detect import SGLANG_PROBE_PATHS, EngineDetectionError
+from engine_clients import SGLangClient
+from engine_clients import aconnect
+from engine_clients import adetect_engine
+from engine_clients import client_class
+from engine_clients import connect
+from engine_clients import detect_engine
+from engine_clients._detect import SGLANG_PROBE_PATHS
+from engine_clients._detect import EngineDetectionError
 from engine_clients.testing.fake_sglang import start_fake_sglang
-from tests.unit.test_detect import LLAMA_LOADING, URL, mock_llama, mock_tgi, mock_vllm
+from tests.unit.test_detect import LLAMA_LOADING
+from tests.unit.test_detect import URL
+from tests.unit.test_detect import mock_llama
+from tests.unit.test_detect import mock_tgi
+from tests.unit.test_detect import mock_vllm
 
 SGLANG_MODELS = {
     "object": "list",

@@ -8,21 +8,21 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import (
-    BadRequestError,
-    ContextWindowExceededError,
-    End,
-    InternalServerError,
-    LlamaCppClient,
-    Started,
-    StreamError,
-    StreamTimeoutError,
-    TGIClient,
-    Token,
-    ToolCallDelta,
-    VLLMClient,
-)
-from tests.support.mock_streams import BrokenStream, event_stream, sse
+from engine_clients import BadRequestError
+from engine_clients import ContextWindowExceededError
+from engine_clients import End
+from engine_clients import InternalServerError
+from engine_clients import LlamaCppClient
+from engine_clients import Started
+from engine_clients import StreamError
+from engine_clients import StreamTimeoutError
+from engine_clients import TGIClient
+from engine_clients import Token
+from engine_clients import ToolCallDelta
+from engine_clients import VLLMClient
+from tests.support.mock_streams import BrokenStream
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 V = "http://vllm.test"
 

@@ -16,7 +16,10 @@ import pydantic
 import pytest
 import respx
 
-from engine_clients import LlamaCppClient, TGIClient, Tool, VLLMClient
+from engine_clients import LlamaCppClient
+from engine_clients import TGIClient
+from engine_clients import Tool
+from engine_clients import VLLMClient
 from engine_clients.dialects.openai_compat import OpenAICompatDialect
 
 URL = "http://engine.test"
@@ -93,7 +96,9 @@ def test_an_engine_not_known_to_constrain_gets_no_strict() -> None:
         engine = "plain"
 
     assert Plain.constrains_named_tools is None
-    from engine_clients._requests import ChatRequest, normalize_tool_choice, normalize_tools
+    from engine_clients._requests import ChatRequest
+    from engine_clients._requests import normalize_tool_choice
+    from engine_clients._requests import normalize_tools
 
     tools = normalize_tools([WEATHER])
     req = ChatRequest([{"role": "user", "content": "hi"}], tools, normalize_tool_choice("get_weather", tools))

@@ -10,25 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 import pydantic
 import pytest
 import respx
 
-from engine_clients import (
-    End,
-    JsonObject,
-    LlamaCppClient,
-    Reasoning,
-    StructuredOutputError,
-    Token,
-    VLLMClient,
-)
+from engine_clients import End
+from engine_clients import JsonObject
+from engine_clients import LlamaCppClient
+from engine_clients import Reasoning
+from engine_clients import StructuredOutputError
+from engine_clients import Token
+from engine_clients import VLLMClient
 from engine_clients._clients import BaseClient
-from engine_clients.dialects.json_answer import json_answer, matches_schema, trailing_json
+from engine_clients.dialects.json_answer import json_answer
+from engine_clients.dialects.json_answer import matches_schema
+from engine_clients.dialects.json_answer import trailing_json
 from engine_clients.dialects.reasoning import lstrip_newlines
-from tests.support.mock_streams import event_stream, sse
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 URL = "http://engine.test"
 CHAT = f"{URL}/v1/chat/completions"

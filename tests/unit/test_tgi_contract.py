@@ -12,7 +12,10 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import End, TGIClient, Token, ToolCallDelta
+from engine_clients import End
+from engine_clients import TGIClient
+from engine_clients import Token
+from engine_clients import ToolCallDelta
 from tests.support import tgi_recordings as rec
 from tests.support.openapi import validate_request
 

@@ -8,21 +8,19 @@ from typing import Any
 import pytest
 
 from tests.support import openapi
-from tests.support.tgi_recordings import (
-    CLIENT_ADDED_KEYS,
-    RECORDINGS,
-    SNAPSHOTS_DIR,
-    WEATHER_TOOLS,
-    generate_stream_body,
-    generate_stream_events,
-    load,
-    names,
-    sse_body,
-    strip_client_keys,
-    wire_chunks,
-    wire_json,
-    wire_root_list,
-)
+from tests.support.tgi_recordings import CLIENT_ADDED_KEYS
+from tests.support.tgi_recordings import RECORDINGS
+from tests.support.tgi_recordings import SNAPSHOTS_DIR
+from tests.support.tgi_recordings import WEATHER_TOOLS
+from tests.support.tgi_recordings import generate_stream_body
+from tests.support.tgi_recordings import generate_stream_events
+from tests.support.tgi_recordings import load
+from tests.support.tgi_recordings import names
+from tests.support.tgi_recordings import sse_body
+from tests.support.tgi_recordings import strip_client_keys
+from tests.support.tgi_recordings import wire_chunks
+from tests.support.tgi_recordings import wire_json
+from tests.support.tgi_recordings import wire_root_list
 
 ALL = sorted(RECORDINGS)
 GENERATE = [n for n in ALL if RECORDINGS[n]["route"] == "/"]

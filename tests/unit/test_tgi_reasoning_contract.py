@@ -13,10 +13,18 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import ChatMessage, End, InvalidRequestError, Reasoning, TGIClient, ThinkTags, Token
+from engine_clients import ChatMessage
+from engine_clients import End
+from engine_clients import InvalidRequestError
+from engine_clients import Reasoning
+from engine_clients import TGIClient
+from engine_clients import ThinkTags
+from engine_clients import Token
 from engine_clients import ToolCallDelta as ToolDelta
 from tests.support import tgi_recordings as rec
-from tests.support.openapi import spec, validate_request, validate_response
+from tests.support.openapi import spec
+from tests.support.openapi import validate_request
+from tests.support.openapi import validate_response
 
 BASE = "http://tgi.test"
 CHAT = "/v1/chat/completions"

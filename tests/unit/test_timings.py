@@ -4,14 +4,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from engine_clients import End, LlamaCppClient, Reasoning, TGIClient, Timings, Token, VLLMClient
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import Reasoning
+from engine_clients import TGIClient
+from engine_clients import Timings
+from engine_clients import Token
+from engine_clients import VLLMClient
 from tests.support import tgi_recordings as rec
 
 LLAMA = "http://llama.test"

@@ -14,14 +14,24 @@ import httpx
 import pytest
 import respx
 
-from engine_clients import End, LlamaCppClient, Token, ToolCallDelta, VLLMClient
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import Token
+from engine_clients import ToolCallDelta
+from engine_clients import VLLMClient
 from engine_clients._requests import ChatRequest
 from engine_clients._sse import SSEEvent
-from engine_clients.dialects import LlamaCppDialect, TGIDialect, VLLMDialect
-from engine_clients.dialects.base import HttpRequest, StreamDecoder
-from engine_clients.dialects.toolcall_recovery import ToolCallRecovery, recover_tool_calls
-from engine_clients.types import Completion, Tool
-from tests.support.mock_streams import event_stream, sse
+from engine_clients.dialects import LlamaCppDialect
+from engine_clients.dialects import TGIDialect
+from engine_clients.dialects import VLLMDialect
+from engine_clients.dialects.base import HttpRequest
+from engine_clients.dialects.base import StreamDecoder
+from engine_clients.dialects.toolcall_recovery import ToolCallRecovery
+from engine_clients.dialects.toolcall_recovery import recover_tool_calls
+from engine_clients.types import Completion
+from engine_clients.types import Tool
+from tests.support.mock_streams import event_stream
+from tests.support.mock_streams import sse
 
 TOOLS = [
     Tool("get_weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}}),

@@ -15,9 +15,20 @@ Errors raised are ``engine_clients`` errors that also inherit from LangChain's (
 ``ModelRateLimitError``, ...): see :mod:`langchain_selfhosted.errors`.
 """
 
-from .chat_models import ChatEngine, ChatLlamaCpp, ChatSGLang, ChatTGI, ChatVLLM
-from .embeddings import LlamaCppEmbeddings, SGLangEmbeddings, TEIEmbeddings, VLLMEmbeddings
-from .llms import TGILLM, VLLMLLM, EngineTextLLM, LlamaCppLLM, SGLangLLM
+from .chat_models import ChatEngine
+from .chat_models import ChatLlamaCpp
+from .chat_models import ChatSGLang
+from .chat_models import ChatTGI
+from .chat_models import ChatVLLM
+from .embeddings import LlamaCppEmbeddings
+from .embeddings import SGLangEmbeddings
+from .embeddings import TEIEmbeddings
+from .embeddings import VLLMEmbeddings
+from .llms import TGILLM
+from .llms import VLLMLLM
+from .llms import EngineTextLLM
+from .llms import LlamaCppLLM
+from .llms import SGLangLLM
 from .rerank import SelfHostedRerank
 
 __all__ = [

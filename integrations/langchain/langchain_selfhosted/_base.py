@@ -9,26 +9,33 @@ How the engine client is built and reused, and model discovery: :mod:`._client`;
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, ClassVar
+from typing import Annotated
+from typing import Any
+from typing import ClassVar
 
 from langchain_core.language_models import LangSmithParams
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import PrivateAttr
+from pydantic import SecretStr
+from pydantic import field_validator
+from pydantic import model_validator
 
-from engine_clients import (
-    PROBE_TIMEOUT,
-    BaseClient,
-    EngineError,
-    EnginePool,
-    ThinkTags,
-    adetect_engine,
-    client_class,
-    connect,
-    detect_engine,
-)
+from engine_clients import PROBE_TIMEOUT
+from engine_clients import BaseClient
+from engine_clients import EngineError
+from engine_clients import EnginePool
+from engine_clients import ThinkTags
+from engine_clients import adetect_engine
+from engine_clients import client_class
+from engine_clients import connect
+from engine_clients import detect_engine
 from engine_clients._wrapper_fields import ConnectionFields
 from engine_clients._wrapper_support import canonical_engine
 
-from ._client import EngineClient, EngineClientMixin, _ClientState
+from ._client import EngineClient
+from ._client import EngineClientMixin
+from ._client import _ClientState
 from .errors import translate_errors
 
 __all__ = ["SAMPLING", "AutoEngineMixin", "EngineClient", "EngineModelMixin"]

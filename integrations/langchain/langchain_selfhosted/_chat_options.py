@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine_clients import BaseClient
-from engine_clients._wrapper_support import HistoryPolicy, chat_client_options
+from engine_clients._wrapper_support import HistoryPolicy
+from engine_clients._wrapper_support import chat_client_options
 
 from ._base import EngineModelMixin
 

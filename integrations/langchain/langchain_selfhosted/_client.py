@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
 
-from engine_clients import (
-    BaseClient,
-    EngineError,
-    EngineInfo,
-    EngineUnavailableError,
-    ThinkTags,
-    TimeoutError,
-)
-from engine_clients._wrapper_support import EngineClient, connection_kwargs, think_tags_for
+from engine_clients import BaseClient
+from engine_clients import EngineError
+from engine_clients import EngineInfo
+from engine_clients import EngineUnavailableError
+from engine_clients import ThinkTags
+from engine_clients import TimeoutError
+from engine_clients._wrapper_support import EngineClient
+from engine_clients._wrapper_support import connection_kwargs
+from engine_clients._wrapper_support import think_tags_for
 
 if TYPE_CHECKING:
     from pydantic import SecretStr

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
+from typing import cast
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.messages.tool import invalid_tool_call
+from langchain_core.messages.tool import tool_call
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.messages.utils import convert_to_openai_messages
 from langchain_core.outputs import ChatGenerationChunk
 
-from engine_clients import (
-    Completion,
-    End,
-    Reasoning,
-    Started,
-    StreamEvent,
-    Token,
-    TokenLogprob,
-    ToolCallDelta,
-    Usage,
-)
+from engine_clients import Completion
+from engine_clients import End
+from engine_clients import Reasoning
+from engine_clients import Started
+from engine_clients import StreamEvent
+from engine_clients import Token
+from engine_clients import TokenLogprob
+from engine_clients import ToolCallDelta
+from engine_clients import Usage
 from engine_clients._wrapper_support import completion_report
 
 from .errors import InvalidRequestError

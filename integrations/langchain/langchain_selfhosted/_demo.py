@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .chat_models import ChatLlamaCpp, ChatTGI, ChatVLLM
+from .chat_models import ChatLlamaCpp
+from .chat_models import ChatTGI
+from .chat_models import ChatVLLM
 
 
 def say(text: str) -> None:

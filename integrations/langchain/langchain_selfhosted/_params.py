@@ -3,7 +3,8 @@ route and are declared on ``ChatTGI`` and ``TGILLM``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 from pydantic import BaseModel
 

@@ -10,16 +10,25 @@ its HTTP connection. Engine errors are raised as :mod:`langchain_selfhosted.erro
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Generic
+from typing import TypeVar
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import GenerationChunk
 
-from engine_clients import End, StreamEvent
-from engine_clients._wrapper_support import aclosing_events, closing_events
+from engine_clients import End
+from engine_clients import StreamEvent
+from engine_clients._wrapper_support import aclosing_events
+from engine_clients._wrapper_support import closing_events
 
-from ._client import EngineClient, EngineClientMixin
+from ._client import EngineClient
+from ._client import EngineClientMixin
 from .errors import translate_errors
 
 __all__ = ["ChunkStream", "astream_chunks", "stream_chunks"]

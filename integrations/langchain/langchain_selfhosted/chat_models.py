@@ -15,34 +15,63 @@ client or an ``EnginePool`` of replicas.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from contextlib import aclosing
 from operator import itemgetter
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated
+from typing import Any
+from typing import Literal
+from typing import cast
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import LangSmithParams
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
+from langchain_core.messages import AIMessage
+from langchain_core.messages import BaseMessage
+from langchain_core.output_parsers import JsonOutputKeyToolsParser
+from langchain_core.output_parsers import JsonOutputParser
+from langchain_core.output_parsers import PydanticOutputParser
 from langchain_core.output_parsers.base import OutputParserLike
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.outputs import ChatGeneration
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.runnables import RunnableMap
+from langchain_core.runnables import RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel
+from pydantic import model_validator
 from typing_extensions import Self
 
-from engine_clients import Completion, LlamaCppClient, SGLangClient, TGIClient, VLLMClient
+from engine_clients import Completion
+from engine_clients import LlamaCppClient
+from engine_clients import SGLangClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
 
-from ._base import SAMPLING, AutoEngineMixin
+from ._base import SAMPLING
+from ._base import AutoEngineMixin
 from ._chat_options import ChatClientOptions
-from ._convert import StreamConverter, completion_to_message, to_openai_messages
-from ._params import LlamaCppParams, SGLangParams, VLLMParams
+from ._convert import StreamConverter
+from ._convert import completion_to_message
+from ._convert import to_openai_messages
+from ._params import LlamaCppParams
+from ._params import SGLangParams
+from ._params import VLLMParams
 from ._profile import LazyProfile
-from ._stream import ChunkStream, astream_chunks, stream_chunks
+from ._stream import ChunkStream
+from ._stream import astream_chunks
+from ._stream import stream_chunks
 from .errors import translate_errors
 
 __all__ = ["ChatEngine", "ChatLlamaCpp", "ChatSGLang", "ChatTGI", "ChatVLLM"]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from langchain_core.embeddings import Embeddings
 
-from engine_clients import LlamaCppClient, SGLangClient, TEIClient, VLLMClient
+from engine_clients import LlamaCppClient
+from engine_clients import SGLangClient
+from engine_clients import TEIClient
+from engine_clients import VLLMClient
 from engine_clients._wrapper_fields import EmbeddingServerFields
 
 from .errors import translate_errors

@@ -20,19 +20,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from langchain_core.exceptions import (
-    ContextOverflowError,
-    ModelAPIError,
-    ModelAuthenticationError,
-    ModelConnectionError,
-    ModelError,
-    ModelInvalidRequestError,
-    ModelNotFoundError,
-    ModelPermissionDeniedError,
-    ModelRateLimitError,
-    ModelTimeoutError,
-    OutputParserException,
-)
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.exceptions import ModelAPIError
+from langchain_core.exceptions import ModelAuthenticationError
+from langchain_core.exceptions import ModelConnectionError
+from langchain_core.exceptions import ModelError
+from langchain_core.exceptions import ModelInvalidRequestError
+from langchain_core.exceptions import ModelNotFoundError
+from langchain_core.exceptions import ModelPermissionDeniedError
+from langchain_core.exceptions import ModelRateLimitError
+from langchain_core.exceptions import ModelTimeoutError
+from langchain_core.exceptions import OutputParserException
 
 import engine_clients.errors as ec
 

@@ -11,21 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from contextlib import aclosing
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import LangSmithParams
 from langchain_core.language_models.llms import LLM
-from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from langchain_core.outputs import Generation
+from langchain_core.outputs import GenerationChunk
+from langchain_core.outputs import LLMResult
 
-from engine_clients import Completion, End, LlamaCppClient, SGLangClient, TGIClient, Token, VLLMClient
+from engine_clients import Completion
+from engine_clients import End
+from engine_clients import LlamaCppClient
+from engine_clients import SGLangClient
+from engine_clients import TGIClient
+from engine_clients import Token
+from engine_clients import VLLMClient
 
-from ._base import SAMPLING, AutoEngineMixin, EngineModelMixin
+from ._base import SAMPLING
+from ._base import AutoEngineMixin
+from ._base import EngineModelMixin
 from ._convert import logprobs_payload
-from ._params import LlamaCppParams, SGLangParams, VLLMParams
-from ._stream import ChunkStream, astream_chunks, stream_chunks
+from ._params import LlamaCppParams
+from ._params import SGLangParams
+from ._params import VLLMParams
+from ._stream import ChunkStream
+from ._stream import astream_chunks
+from ._stream import stream_chunks
 from .errors import translate_errors
 
 __all__ = ["TGILLM", "VLLMLLM", "EngineTextLLM", "LlamaCppLLM", "SGLangLLM"]

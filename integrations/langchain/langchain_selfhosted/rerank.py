@@ -6,13 +6,17 @@ score in ``metadata["relevance_score"]``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 from langchain_core.callbacks import Callbacks
-from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.documents import BaseDocumentCompressor
+from langchain_core.documents import Document
 
 from engine_clients import Reranking
-from engine_clients._wrapper_fields import EmbeddingClient, EmbeddingServerFields, embedding_client_class
+from engine_clients._wrapper_fields import EmbeddingClient
+from engine_clients._wrapper_fields import EmbeddingServerFields
+from engine_clients._wrapper_fields import embedding_client_class
 
 from .errors import translate_errors
 

@@ -18,6 +18,9 @@ model) read from the server on first use. Needs the ``llamaindex`` extra (``llam
 
 from ._base import EngineLLM
 from ._convert import InvalidToolCallError
-from ._engines import TGI, VLLM, LlamaCpp, SGLang
+from ._engines import TGI
+from ._engines import VLLM
+from ._engines import LlamaCpp
+from ._engines import SGLang
 
 __all__ = ["TGI", "VLLM", "EngineLLM", "InvalidToolCallError", "LlamaCpp", "SGLang"]

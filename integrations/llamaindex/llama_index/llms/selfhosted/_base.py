@@ -9,24 +9,35 @@ fields, and which fields go to which route.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 import httpx
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.bridge.pydantic import SecretStr
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.llms.custom import CustomLLM
 
-from engine_clients import PROBE_TIMEOUT, BaseClient, EngineInfo, EnginePool, ThinkTags
-from engine_clients._wrapper_support import HistoryPolicy, canonical_engine
+from engine_clients import PROBE_TIMEOUT
+from engine_clients import BaseClient
+from engine_clients import EngineInfo
+from engine_clients import EnginePool
+from engine_clients import ThinkTags
+from engine_clients._wrapper_support import HistoryPolicy
+from engine_clients._wrapper_support import canonical_engine
 
 from ._chat import ChatLLM
-from ._client import EngineClient, EngineClientMixin
+from ._client import EngineClient
+from ._client import EngineClientMixin
 from ._completion import CompletionLLM
 from ._metadata import METADATA_RETRY_S as METADATA_RETRY_S  # defined here before the split
 from ._metadata import MetadataMixin
 from ._metadata import _context_window as _context_window  # (imported from here by the tests)
 from ._structured import StructuredOutputLLM
-from ._tools import PARALLEL_IF_TAKEN, ToolCallingLLM, takes_chat_param
+from ._tools import PARALLEL_IF_TAKEN
+from ._tools import ToolCallingLLM
+from ._tools import takes_chat_param
 
 __all__ = ["COMMON_PARAMS", "EngineClient", "EngineLLM"]
 

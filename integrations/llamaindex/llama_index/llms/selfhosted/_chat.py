@@ -5,19 +5,22 @@ by :mod:`._convert`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
 
-from llama_index.core.base.llms.types import (
-    ChatMessage,
-    ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
-)
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import ChatResponseAsyncGen
+from llama_index.core.base.llms.types import ChatResponseGen
 from llama_index.core.llms.callbacks import llm_chat_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 
 from ._client import EngineClient
-from ._convert import ChatStreamAssembler, astream_responses, chat_response, stream_responses
+from ._convert import ChatStreamAssembler
+from ._convert import astream_responses
+from ._convert import chat_response
+from ._convert import stream_responses
 from ._messages import to_engine_messages
 
 __all__ = ["ChatLLM"]

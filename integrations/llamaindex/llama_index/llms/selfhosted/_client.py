@@ -7,25 +7,23 @@ block the event loop in async code). Copies of an LLM share its client (it holds
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
 
 import httpx
 
-from engine_clients import (
-    BaseClient,
-    EnginePool,
-    ThinkTags,
-    adetect_engine,
-    client_class,
-    connect,
-    detect_engine,
-)
-from engine_clients._wrapper_support import (
-    EngineClient,
-    HistoryPolicy,
-    chat_client_options,
-    think_tags_for,
-)
+from engine_clients import BaseClient
+from engine_clients import EnginePool
+from engine_clients import ThinkTags
+from engine_clients import adetect_engine
+from engine_clients import client_class
+from engine_clients import connect
+from engine_clients import detect_engine
+from engine_clients._wrapper_support import EngineClient
+from engine_clients._wrapper_support import HistoryPolicy
+from engine_clients._wrapper_support import chat_client_options
+from engine_clients._wrapper_support import think_tags_for
 
 if TYPE_CHECKING:
     from llama_index.core.bridge.pydantic import SecretStr

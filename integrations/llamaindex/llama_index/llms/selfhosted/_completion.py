@@ -6,29 +6,27 @@ async forms. A prompt goes through the chat route as one user message, or, with 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
 
-from llama_index.core.base.llms.types import (
-    ChatMessage,
-    ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
-    CompletionResponse,
-    CompletionResponseAsyncGen,
-    CompletionResponseGen,
-    MessageRole,
-)
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import ChatResponseAsyncGen
+from llama_index.core.base.llms.types import ChatResponseGen
+from llama_index.core.base.llms.types import CompletionResponse
+from llama_index.core.base.llms.types import CompletionResponseAsyncGen
+from llama_index.core.base.llms.types import CompletionResponseGen
+from llama_index.core.base.llms.types import MessageRole
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 
 from ._client import EngineClient
-from ._convert import (
-    CompletionStreamAssembler,
-    astream_responses,
-    chat_to_completion_response,
-    completion_response,
-    stream_responses,
-)
+from ._convert import CompletionStreamAssembler
+from ._convert import astream_responses
+from ._convert import chat_to_completion_response
+from ._convert import completion_response
+from ._convert import stream_responses
 
 __all__ = ["CompletionLLM"]
 

@@ -8,34 +8,39 @@ results and stream events into LlamaIndex responses, and reads tool calls back o
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
+from collections.abc import Generator
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
 
-from llama_index.core.base.llms.types import (
-    ChatMessage,
-    ChatResponse,
-    CompletionResponse,
-    LogProb,
-    MessageRole,
-    TextBlock,
-    ThinkingBlock,
-    ToolCallBlock,
-)
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import CompletionResponse
+from llama_index.core.base.llms.types import LogProb
+from llama_index.core.base.llms.types import MessageRole
+from llama_index.core.base.llms.types import TextBlock
+from llama_index.core.base.llms.types import ThinkingBlock
+from llama_index.core.base.llms.types import ToolCallBlock
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 
-from engine_clients import (
-    Completion,
-    End,
-    Reasoning,
-    StreamEvent,
-    Token,
-    ToolCall,
-    ToolCallDelta,
-    TopLogprob,
-    Usage,
-)
-from engine_clients._wrapper_support import aclosing_events, closing_events, completion_report
+from engine_clients import Completion
+from engine_clients import End
+from engine_clients import Reasoning
+from engine_clients import StreamEvent
+from engine_clients import Token
+from engine_clients import ToolCall
+from engine_clients import ToolCallDelta
+from engine_clients import TopLogprob
+from engine_clients import Usage
+from engine_clients._wrapper_support import aclosing_events
+from engine_clients._wrapper_support import closing_events
+from engine_clients._wrapper_support import completion_report
 
 from ._messages import _legacy_tool_call
 from ._messages import to_engine_message as to_engine_message

@@ -4,9 +4,14 @@ from typing import ClassVar
 
 from llama_index.core.bridge.pydantic import Field
 
-from engine_clients import BaseClient, LlamaCppClient, SGLangClient, TGIClient, VLLMClient
+from engine_clients import BaseClient
+from engine_clients import LlamaCppClient
+from engine_clients import SGLangClient
+from engine_clients import TGIClient
+from engine_clients import VLLMClient
 
-from ._base import COMMON_PARAMS, EngineLLM
+from ._base import COMMON_PARAMS
+from ._base import EngineLLM
 
 __all__ = ["TGI", "VLLM", "LlamaCpp", "SGLang"]
 

@@ -5,19 +5,18 @@ layer maps them onto each engine's wire format). The way back, engine results to
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.base.llms.types import (
-    AudioBlock,
-    CachePoint,
-    ChatMessage,
-    ImageBlock,
-    MessageRole,
-    TextBlock,
-    ThinkingBlock,
-    ToolCallBlock,
-)
+from llama_index.core.base.llms.types import AudioBlock
+from llama_index.core.base.llms.types import CachePoint
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ImageBlock
+from llama_index.core.base.llms.types import MessageRole
+from llama_index.core.base.llms.types import TextBlock
+from llama_index.core.base.llms.types import ThinkingBlock
+from llama_index.core.base.llms.types import ToolCallBlock
 
 __all__ = ["to_engine_message", "to_engine_messages"]
 

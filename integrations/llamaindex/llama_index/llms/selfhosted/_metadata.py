@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from llama_index.core.base.llms.types import LLMMetadata
-from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
+from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 
-from engine_clients import EngineError, EngineInfo
+from engine_clients import EngineError
+from engine_clients import EngineInfo
 
 from ._client import EngineClient
 

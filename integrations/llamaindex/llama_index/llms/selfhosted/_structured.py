@@ -7,20 +7,25 @@ never the thinking. With ``pydantic_program_mode`` other than DEFAULT, LlamaInde
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any, Generic, cast
+from collections.abc import AsyncGenerator
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Generic
+from typing import cast
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
 from llama_index.core.bridge.pydantic import ValidationError
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
-from llama_index.core.instrumentation.events.llm import (
-    LLMStructuredPredictEndEvent,
-    LLMStructuredPredictStartEvent,
-)
+from llama_index.core.instrumentation.events.llm import LLMStructuredPredictEndEvent
+from llama_index.core.instrumentation.events.llm import LLMStructuredPredictStartEvent
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.program.streaming_utils import process_streaming_content_incremental
-from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
-from llama_index.core.types import Model, PydanticProgramMode
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.types import Model
+from llama_index.core.types import PydanticProgramMode
 
 if TYPE_CHECKING:
     from llama_index.core.program.utils import FlexibleModel

@@ -5,15 +5,19 @@ single call is enforced on the response either way), and the calls read back out
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import ChatResponse
+from llama_index.core.base.llms.types import MessageRole
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from engine_clients import client_class
 
-from ._convert import keep_first_tool_call, tool_selections
+from ._convert import keep_first_tool_call
+from ._convert import tool_selections
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool

@@ -7,6 +7,10 @@
 >>> Settings.embed_model = LlamaCppEmbedding(base_url="http://127.0.0.1:8081")
 """
 
-from ._base import EngineEmbedding, LlamaCppEmbedding, SGLangEmbedding, TEIEmbedding, VLLMEmbedding
+from ._base import EngineEmbedding
+from ._base import LlamaCppEmbedding
+from ._base import SGLangEmbedding
+from ._base import TEIEmbedding
+from ._base import VLLMEmbedding
 
 __all__ = ["EngineEmbedding", "LlamaCppEmbedding", "SGLangEmbedding", "TEIEmbedding", "VLLMEmbedding"]

@@ -9,9 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
+from pydantic import Field
 
-from engine_clients import LlamaCppClient, SGLangClient, TEIClient, VLLMClient
+from engine_clients import LlamaCppClient
+from engine_clients import SGLangClient
+from engine_clients import TEIClient
+from engine_clients import VLLMClient
 from engine_clients._wrapper_fields import EmbeddingServerFields
 
 __all__ = ["EngineEmbedding", "LlamaCppEmbedding", "SGLangEmbedding", "TEIEmbedding", "VLLMEmbedding"]

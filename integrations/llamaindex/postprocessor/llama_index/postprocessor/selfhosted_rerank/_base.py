@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import MetadataMode
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.schema import QueryBundle
 from pydantic import ConfigDict
 
 from engine_clients import Reranking
-from engine_clients._wrapper_fields import EmbeddingClient, EmbeddingServerFields, embedding_client_class
+from engine_clients._wrapper_fields import EmbeddingClient
+from engine_clients._wrapper_fields import EmbeddingServerFields
+from engine_clients._wrapper_fields import embedding_client_class
 
 __all__ = ["SelfHostedRerank"]
 
